@@ -1,0 +1,138 @@
+"""From verified claims to an identity: login, email, name, role, groups.
+
+Grafana's rules (``pkg/services/authn/clients/jwt.go``): a claim name wins over
+its JMESPath, only string results count, a login falls back to the email and
+neither is ``jwt.missing_claim``. Every JMESPath expression is compiled once
+at start-up; one that fails on a given token is that token's ``jwt.invalid``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+
+from authsvc.config import ROLES, JWTSettings
+from authsvc.errors import InvalidRole, InvalidToken, MissingClaim
+
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+SERVER_ADMIN_ROLES = ("ServerAdmin", "GrafanaAdmin")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified token says the caller is, before any user lookup."""
+
+    subject: str
+    login: str
+    email: str
+    name: str
+    role: str
+    """A valid role from the token, or ``[users] auto_assign_role``."""
+    role_from_token: bool
+    is_server_admin: bool | None
+    """None when the token may not say (``allow_assign_server_admin = false``)."""
+    groups: tuple[str, ...]
+    groups_from_token: bool
+
+
+def role_at_least(role: str, minimum: str) -> bool:
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[minimum]
+
+
+class ClaimsMapper:
+    """Maps claims to an Identity under ``[auth.jwt]``; built once per app."""
+
+    def __init__(self, settings: JWTSettings, default_role: str) -> None:
+        self.s = settings
+        self.default_role = default_role
+        self._paths: dict[str, ParsedResult] = {}
+        for key in (
+            "username_attribute_path",
+            "email_attribute_path",
+            "role_attribute_path",
+            "groups_attribute_path",
+        ):
+            expr = getattr(settings, key)
+            if expr:
+                # config.py validated the syntax; compiling here cannot fail.
+                self._paths[key] = jmespath.compile(expr)
+
+    def _search(self, key: str, claims: Mapping[str, Any]) -> Any:
+        path = self._paths.get(key)
+        if path is None:
+            return None
+        try:
+            return path.search(dict(claims))
+        except (JMESPathError, TypeError, ValueError) as exc:
+            raise InvalidToken(
+                f"[auth.jwt] {key} {path.expression!r} failed on this token: {exc}"
+            ) from None
+
+    def _string(self, claim: str, path_key: str, claims: Mapping[str, Any]) -> str:
+        value = claims.get(claim) if claim else self._search(path_key, claims)
+        return value if isinstance(value, str) else ""
+
+    def identity(self, claims: Mapping[str, Any]) -> Identity:
+        s = self.s
+        login = self._string(s.username_claim, "username_attribute_path", claims)
+        email = self._string(s.email_claim, "email_attribute_path", claims)
+        if not login and not email:
+            what = [
+                f"claim {s.username_claim!r}" if s.username_claim else "",
+                f"username_attribute_path {s.username_attribute_path!r}"
+                if s.username_attribute_path and not s.username_claim
+                else "",
+                f"claim {s.email_claim!r}" if s.email_claim else "",
+                f"email_attribute_path {s.email_attribute_path!r}"
+                if s.email_attribute_path and not s.email_claim
+                else "",
+            ]
+            tried = ", ".join(w for w in what if w) or "no username_claim or email_claim is set"
+            raise MissingClaim(f"neither a login nor an email could be derived ({tried})")
+        name = claims.get("name")
+        role, from_token, server_admin = self._role(claims)
+        groups, groups_from_token = self._groups(claims)
+        return Identity(
+            subject=str(claims["sub"]),
+            login=login or email,
+            email=email,
+            name=name if isinstance(name, str) else "",
+            role=role,
+            role_from_token=from_token,
+            is_server_admin=server_admin if s.allow_assign_server_admin else None,
+            groups=groups,
+            groups_from_token=groups_from_token,
+        )
+
+    def _role(self, claims: Mapping[str, Any]) -> tuple[str, bool, bool]:
+        if "role_attribute_path" not in self._paths:
+            return self.default_role, False, False
+        value = self._search("role_attribute_path", claims)
+        role = value if isinstance(value, str) else ""
+        if role in SERVER_ADMIN_ROLES:
+            return "Admin", True, True
+        if role in ROLE_RANK:
+            return role, True, False
+        if self.s.role_attribute_strict:
+            got = f"{value!r}" if value is not None else "nothing"
+            raise InvalidRole(
+                f"role_attribute_path {self.s.role_attribute_path!r} gave {got}; "
+                f"expected one of {', '.join((*ROLES, 'ServerAdmin'))} "
+                "(role_attribute_strict = true)"
+            )
+        return self.default_role, False, False
+
+    def _groups(self, claims: Mapping[str, Any]) -> tuple[tuple[str, ...], bool]:
+        if "groups_attribute_path" not in self._paths:
+            return (), False
+        value = self._search("groups_attribute_path", claims)
+        if isinstance(value, str):
+            return (value,), True
+        if isinstance(value, list):
+            return tuple(v for v in value if isinstance(v, str)), True
+        return (), True

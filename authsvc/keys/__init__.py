@@ -1,0 +1,1 @@
+"""Key providers: where verification keys come from (plugins in ``authsvc.key_providers``)."""

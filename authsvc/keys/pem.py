@@ -1,0 +1,83 @@
+"""``key_file`` / ``key_value``: one PEM public key (RSA, EC, Ed25519) or X.509 certificate.
+
+Grafana refuses certificates; we take the certificate's public key, because
+identity providers (ADFS, Entra ID) publish signing certificates, not keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
+
+from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms, b64decode_setting
+from authsvc.plugins import PluginContext
+
+
+def load_pem_key(pem: bytes, kid: str | None) -> Key:
+    """A joserfc key from PEM ``PUBLIC KEY``, ``RSA PUBLIC KEY`` or ``CERTIFICATE``."""
+    if b"PRIVATE KEY-----" in pem:
+        raise KeyError_("is a private key; configure the public key")
+    params = {"kid": kid} if kid else None
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in pem:
+            native: Any = x509.load_pem_x509_certificate(pem).public_key()
+        else:
+            native = load_pem_public_key(pem)
+    except ValueError as exc:
+        raise KeyError_(f"not a PEM public key or certificate: {exc}") from None
+    for cls in (RSAKey, ECKey, OKPKey):
+        if cls.binding.check_cryptography_key(native):
+            key: Key = cls(native, native, params)  # type: ignore[arg-type]
+            return key
+    raise KeyError_(f"unsupported public key type {type(native).__name__}")
+
+
+class PemKeyProvider:
+    """A single fixed public key; ``key_id`` is its kid."""
+
+    def __init__(self, key: VerificationKey, source: str) -> None:
+        self._key = key
+        self._source = source
+
+    @classmethod
+    def from_config(cls, context: PluginContext) -> PemKeyProvider:
+        jwt = context.settings.jwt
+        kid = jwt.key_id or None
+        if jwt.key_file:
+            source = f"key_file {jwt.key_file}"
+            pem = Path(jwt.key_file).read_bytes()
+        else:
+            source = "key_value"
+            pem = b64decode_setting(jwt.key_value, "[auth.jwt] key_value")
+        try:
+            key = load_pem_key(pem, kid)
+            algs = allowed_algorithms(key, kid, jwt.algorithms)
+        except KeyError_ as exc:
+            raise KeyError_(f"[auth.jwt] {source.split()[0]}: {exc}") from None
+        return cls(VerificationKey(kid, key, algs), source)
+
+    def get_key(self, kid: str | None) -> VerificationKey | None:
+        return self._key if kid == self._key.kid else None
+
+    def kids(self) -> list[str | None]:
+        return [self._key.kid]
+
+    def refresh(self) -> None:
+        """Fixed keys change only with a restart."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self._source.split()[0],
+            "source": self._source,
+            "keys": [
+                {
+                    "kid": self._key.kid,
+                    "kty": self._key.kind,
+                    "algorithms": sorted(self._key.algorithms),
+                }
+            ],
+        }

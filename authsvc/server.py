@@ -1,0 +1,93 @@
+"""``authsvc serve``: migrate, then run the app under granian with N worker processes.
+
+Granian was chosen by measurement (bench/server_compare.py; README "Serving").
+Workers are separate processes that build their own app from the same
+configuration, handed to them through the environment; the schema is
+migrated once, here in the main process, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+from flask import Flask
+
+from authsvc.config import Settings, load_settings
+from authsvc.db import make_engine, migrate
+from authsvc.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+_STATE_ENV = "_AUTHSVC_SERVE_ARGS"
+_GRANIAN_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warn": "warning",
+    "error": "error",
+    "critical": "critical",
+}
+
+
+def worker_count(settings: Settings) -> int:
+    return settings.server.workers or os.cpu_count() or 1
+
+
+def serve(
+    settings: Settings,
+    homepath: str | None,
+    config: str | None,
+    cfg_args: Sequence[str],
+) -> int:
+    """Run until SIGTERM/SIGINT; in-flight requests finish before the workers exit."""
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    configure_logging(settings.log)
+    engine = make_engine(settings.database)
+    migrate(engine)
+    engine.dispose()  # workers open their own pools; nothing crosses the fork
+    # Build the app once here, so that a bad key or plugin fails before workers start.
+    from authsvc.app import create_app
+
+    create_app(settings).extensions["authsvc"].engine.dispose()
+
+    os.environ[_STATE_ENV] = json.dumps(
+        {"homepath": str(settings.homepath), "config": config, "args": list(cfg_args)}
+    )
+    workers = worker_count(settings)
+    log.info(
+        "serving",
+        extra={
+            "addr": settings.server.http_addr,
+            "port": settings.server.http_port,
+            "workers": workers,
+            "database": settings.database.type,
+        },
+    )
+    server = Server(
+        "authsvc.server:app_from_environment",
+        address=settings.server.http_addr,
+        port=settings.server.http_port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        factory=True,
+        log_enabled=True,
+        log_level=LogLevels(_GRANIAN_LEVELS[settings.log.level]),
+        log_access=False,
+        workers_kill_timeout=30,
+    )
+    server.serve()
+    return 0
+
+
+def app_from_environment() -> Flask:
+    """The worker's app factory: the same configuration the main process loaded."""
+    from authsvc.app import create_app
+
+    state = json.loads(os.environ[_STATE_ENV])
+    settings = load_settings(state["homepath"], state["config"], state["args"])
+    return create_app(settings)

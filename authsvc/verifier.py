@@ -1,0 +1,312 @@
+"""JWT verification: the code on every request of every service behind us.
+
+Stricter than joserfc alone: the algorithm comes from the key (the token's
+``alg`` must be one the key allows), ``none`` cannot be expressed, header
+fields that name keys (``jku``, ``x5u``, ``x5c``, ``jwk``) are ignored, and
+any ``crit`` extension is refused. joserfc does the cryptography (its JWS
+algorithm models) and the registered-claim checks (its claims registry).
+
+Every refusal is an InvalidToken / MissingClaim / KeysUnavailable whose
+``reason`` says exactly what failed. Verified tokens are remembered by hash
+until they expire or their key leaves the key set.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.errors import ExpiredTokenError, InvalidClaimError, MissingClaimError
+from joserfc.jws import JWSRegistry
+from joserfc.jwt import JWTClaimsRegistry
+
+from authsvc.config import JWTSettings
+from authsvc.errors import InvalidToken, MissingClaim
+from authsvc.keys.base import KeyIds, KeyProvider, UnknownKidRefresh, VerificationKey
+
+MAX_TOKEN_BYTES = 64 * 1024
+# joserfc's 512-byte default refuses real tokens whose header carries an x5c chain.
+MAX_HEADER_BYTES = 16 * 1024
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_KEY_TYPE_NAMES = {"RSA": "an RSA", "EC": "an EC", "OKP": "an Ed25519", "oct": "an HMAC (oct)"}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A token that passed every check, and the key that verified it."""
+
+    header: Mapping[str, Any]
+    claims: Mapping[str, Any]
+    key: VerificationKey
+    fingerprint: str
+    expires_at: float | None
+
+
+def fingerprint(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def describe_duration(seconds: float) -> str:
+    """``3m12s``-style durations for reasons a person reads."""
+    s = int(abs(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+    if s or not parts:
+        parts.append(f"{s}s")
+    return "".join(parts)
+
+
+def b64url_decode(segment: str, what: str) -> bytes:
+    """Strict base64url without padding, as RFC 7515 §2 requires."""
+    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+        raise InvalidToken(f"malformed token: {what} is not base64url")
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken(f"malformed token: {what} is not base64url") from None
+    # Non-canonical encodings (stray low bits in the last character) are refused,
+    # so that one token has exactly one spelling.
+    if base64.urlsafe_b64encode(data).rstrip(b"=") != segment.encode():
+        raise InvalidToken(f"malformed token: {what} is not canonical base64url")
+    return data
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidToken(f"malformed token: {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidToken(f"malformed token: {what} is not a JSON object")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Deep, type-sensitive equality: ``true`` is not ``1``, ``"1"`` is not ``1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))[:200]
+
+
+class Verifier:
+    """Verifies compact JWS tokens against one key provider, under ``[auth.jwt]``."""
+
+    def __init__(
+        self,
+        settings: JWTSettings,
+        keys: KeyProvider,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.clock = clock
+        self._allowed = frozenset(settings.algorithms)
+        # strict_check_header=False: unregistered private header fields are legal (RFC 7515 §4.3).
+        self._registry = JWSRegistry(algorithms=list(self._allowed), strict_check_header=False)
+        self._cache: dict[bytes, VerifiedToken] = {}
+        self._cache_size = settings.verified_cache_size
+        self._cache_lock = threading.Lock()
+        expected = dict(settings.expect_claims)
+        self._expected_aud = expected.pop("aud", None)
+        self._expected = expected
+
+    # ------------------------------------------------------------------ public
+    def verify(self, token: str) -> VerifiedToken:
+        """Verify ``token`` or raise the error that says why not. Never returns a partial result."""
+        token = token.replace("=", "")  # AWS ALB pads its segments; Grafana strips the padding
+        if self._cache_size:
+            digest = hashlib.sha256(token.encode()).digest()
+            hit = self._cache.get(digest)
+            if hit is not None:
+                if (hit.expires_at is None or self.clock() < hit.expires_at) and self.keys.get_key(
+                    hit.key.kid
+                ) is hit.key:
+                    return hit
+                self._cache.pop(digest, None)
+            verified = self._verify(token)
+            self._remember(digest, verified)
+            return verified
+        return self._verify(token)
+
+    def forget(self) -> None:
+        """Drop every remembered token (e.g. after the key set changed)."""
+        self._cache.clear()
+
+    # ------------------------------------------------------------------ steps
+    def _remember(self, digest: bytes, verified: VerifiedToken) -> None:
+        with self._cache_lock:
+            while len(self._cache) >= self._cache_size:
+                try:
+                    self._cache.pop(next(iter(self._cache)))
+                except (StopIteration, KeyError, RuntimeError):
+                    break
+            self._cache[digest] = verified
+
+    def _verify(self, token: str) -> VerifiedToken:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken(f"token is {len(token)} bytes, more than {MAX_TOKEN_BYTES}")
+        parts = token.split(".")
+        if len(parts) == 5:
+            raise InvalidToken("malformed token: encrypted tokens (JWE) are not accepted")
+        if len(parts) != 3:
+            raise InvalidToken(
+                f"malformed token: expected 3 dot-separated segments, got {len(parts)}"
+            )
+        header_b64, payload_b64, signature_b64 = parts
+        if len(header_b64) > MAX_HEADER_BYTES * 4 // 3 + 4:
+            raise InvalidToken(f"header is larger than {MAX_HEADER_BYTES} bytes")
+        header = _json_object(b64url_decode(header_b64, "header"), "header")
+        alg = self._check_header(header)
+        key = self._find_key(header.get("kid"))
+        if alg not in key.algorithms:
+            kind = _KEY_TYPE_NAMES.get(key.kind, f"a {key.kind}")
+            raise InvalidToken(
+                f"algorithm {alg} not allowed for {kind} key"
+                + (f" (kid {key.kid!r})" if key.kid else "")
+                + f"; it allows {', '.join(sorted(key.algorithms))}"
+            )
+        signature = b64url_decode(signature_b64, "signature")
+        if not signature:
+            raise InvalidToken("signature is missing")
+        model = self._registry.algorithms[alg]
+        signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+        try:
+            valid = model.verify(signing_input, signature, key.key)
+        except Exception:  # a malformed signature for the key type is simply invalid
+            valid = False
+        if not valid:
+            raise InvalidToken(
+                f"signature does not verify with {alg}"
+                + (f" and kid {key.kid!r}" if key.kid else " and the configured key")
+            )
+        claims = _json_object(b64url_decode(payload_b64, "payload"), "payload")
+        expires_at = self._check_claims(claims)
+        return VerifiedToken(header, claims, key, fingerprint(token), expires_at)
+
+    def _check_header(self, header: dict[str, Any]) -> str:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or not alg:
+            raise InvalidToken("header has no 'alg'")
+        if alg.lower() == "none":
+            raise InvalidToken("algorithm 'none' is never accepted")
+        if alg not in self._allowed:
+            raise InvalidToken(
+                f"algorithm {alg} is not allowed ([auth.jwt] algorithms: "
+                f"{' '.join(self.settings.algorithms)})"
+            )
+        if "crit" in header:
+            raise InvalidToken(
+                f"header 'crit' lists extensions this verifier does not implement: "
+                f"{_show(header['crit'])}"
+            )
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("header 'kid' must be a string")
+        if header.get("b64") is False:
+            raise InvalidToken("unencoded payloads (b64: false) are not accepted")
+        return alg
+
+    def _find_key(self, kid: str | None) -> VerificationKey:
+        key = self.keys.get_key(kid)
+        if key is None and isinstance(self.keys, UnknownKidRefresh):
+            key = self.keys.on_unknown_kid(kid)
+        if key is not None:
+            return key
+        known = self.keys.kids() if isinstance(self.keys, KeyIds) else []
+        listed = ", ".join(k if k is not None else "(no kid)" for k in known) or "none"
+        shown = "".join(c if c.isprintable() else "?" for c in kid[:64]) if kid else ""
+        if kid is None:
+            raise InvalidToken(
+                f"token has no kid and no key without a kid is configured (keys: {listed})"
+            )
+        raise InvalidToken(f"kid {shown!r} not in key set (keys: {listed})")
+
+    def _check_claims(self, claims: dict[str, Any]) -> float | None:
+        s = self.settings
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise MissingClaim("claim 'sub' is missing or not a non-empty string")
+        now = self.clock()
+        options: dict[str, Any] = {"exp": {"essential": True}} if s.require_exp else {}
+        registry = JWTClaimsRegistry(now=int(now), leeway=int(s.leeway), **options)
+        try:
+            registry.validate(claims)
+        except MissingClaimError:
+            raise InvalidToken("claim 'exp' is missing ([auth.jwt] require_exp = true)") from None
+        except ExpiredTokenError:
+            ago = now - float(claims["exp"])
+            raise InvalidToken(f"token expired {describe_duration(ago)} ago") from None
+        except InvalidClaimError as exc:
+            raise InvalidToken(self._claim_reason(exc, claims, now)) from None
+        exp = claims.get("exp")
+        if s.max_token_lifetime:
+            iat = claims.get("iat")
+            if exp is None:
+                raise InvalidToken("claim 'exp' is missing and max_token_lifetime is set")
+            life = float(exp) - float(iat) if iat is not None else float(exp) - now
+            if life > s.max_token_lifetime or float(exp) - now > s.max_token_lifetime:
+                raise InvalidToken(
+                    f"token lifetime {describe_duration(max(life, float(exp) - now))} exceeds "
+                    f"max_token_lifetime {describe_duration(s.max_token_lifetime)}"
+                )
+        self._check_expected(claims)
+        return float(exp) + s.leeway if exp is not None and math.isfinite(float(exp)) else None
+
+    def _claim_reason(self, exc: InvalidClaimError, claims: Mapping[str, Any], now: float) -> str:
+        name = exc.claim
+        value = claims.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            ahead = describe_duration(float(value) - now)
+            if name == "nbf":
+                return f"token not valid yet: nbf is {ahead} in the future"
+            if name == "iat":
+                return f"token issued in the future: iat is {ahead} ahead"
+        return f"claim {name!r} is invalid: {exc.description} (got {_show(value)})"
+
+    def _check_expected(self, claims: Mapping[str, Any]) -> None:
+        if self._expected_aud is not None:
+            want = (
+                self._expected_aud if isinstance(self._expected_aud, list) else [self._expected_aud]
+            )
+            got = claims.get("aud")
+            got_list = got if isinstance(got, list) else ([got] if got is not None else [])
+            if not any(isinstance(g, str) and g in want for g in got_list):
+                raise InvalidToken(
+                    f"claim 'aud' mismatch: expected any of [{', '.join(map(str, want))}], "
+                    f"got [{', '.join(map(str, got_list))}]"
+                )
+        for name, want in self._expected.items():
+            if name not in claims:
+                raise InvalidToken(f"claim {name!r} is missing: expected {_show(want)}")
+            if not _same_json(claims[name], want):
+                raise InvalidToken(
+                    f"claim {name!r} mismatch: expected {_show(want)}, got {_show(claims[name])}"
+                )

@@ -1,0 +1,1 @@
+"""Blueprints: the HTTP API of CONTRACT §3."""

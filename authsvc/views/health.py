@@ -1,0 +1,35 @@
+"""``GET /api/health``: is the database reachable, are verification keys usable."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from authsvc import __version__
+from authsvc.app import service
+from authsvc.db import ping
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/api/health")
+def health() -> Response:
+    svc = service()
+    body: dict[str, object] = {"version": __version__}
+    healthy = True
+    db_problem = ping(svc.engine)
+    if db_problem is None:
+        body["database"] = "ok"
+    else:
+        body["database"] = "failing"
+        body["databaseError"] = db_problem
+        healthy = False
+    keys = svc.key_health()
+    body["keys"] = keys.state
+    if keys.detail:
+        body["keysError"] = keys.detail
+    if keys.state == "failing":
+        healthy = False
+    response = jsonify(body)
+    response.status_code = 200 if healthy else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response
