@@ -8,8 +8,11 @@ process (as in the tests) share nothing.
 from __future__ import annotations
 
 import logging
+import random
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
-from authsvc.authn import JWTAuthenticator
+from authsvc.authn import Authenticator, JWTAuthenticator
 from authsvc.config import Settings
 from authsvc.db import make_engine, migrate, session_factory
 from authsvc.errors import AuthsvcError, MethodNotAllowed, NotFound
@@ -27,6 +30,11 @@ from authsvc.identity import ClaimsMapper
 from authsvc.keys.base import KeyError_, KeyHealth, KeyProvider, KeyState
 from authsvc.logs import configure_logging, request_id
 from authsvc.plugins import PluginContext, PluginError, load_plugin
+from authsvc.provisioning.base import UserProvisioner
+from authsvc.remote_cache import make_remote_cache
+from authsvc.sessions.base import SessionStore
+from authsvc.sessions.lifecycle import SessionLifecycle
+from authsvc.users import SyncPolicy
 from authsvc.verifier import Verifier
 
 log = logging.getLogger(__name__)
@@ -63,7 +71,11 @@ class Service:
     db: sessionmaker[Any]
     metrics: Metrics
     keys: KeyProvider | None
-    authn: JWTAuthenticator | None
+    jwt: JWTAuthenticator | None
+    authn: Authenticator
+    sessions: SessionLifecycle
+    clock: Callable[[], float]
+    remote_cache: Any = None
 
     def key_health(self) -> KeyState:
         if self.keys is None:
@@ -72,6 +84,20 @@ class Service:
             return self.keys.health()
         return KeyState("ok")
 
+    def close(self) -> None:
+        """Stop background work and release connections (tests, the serve main process)."""
+        for part in (self.keys, self.remote_cache, self.sessions.store):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
+        self.engine.dispose()
+
+    def purge_sessions(self) -> int:
+        """Delete ended sessions (run in the background; callable from tests)."""
+        return self.sessions.store.purge(
+            self.clock(), self.settings.auth.login_maximum_inactive_lifetime
+        )
+
 
 def service() -> Service:
     """The current app's Service (inside a request or app context)."""
@@ -79,7 +105,14 @@ def service() -> Service:
     return svc
 
 
-def create_app(settings: Settings, *, migrate_schema: bool = False, testing: bool = False) -> Flask:
+def create_app(
+    settings: Settings,
+    *,
+    migrate_schema: bool = False,
+    testing: bool = False,
+    background: bool | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
     """Build the WSGI app. ``serve`` migrates before its workers start, so workers don't."""
     configure_logging(settings.log)
     for warning in settings.warnings:
@@ -93,50 +126,104 @@ def create_app(settings: Settings, *, migrate_schema: bool = False, testing: boo
     if migrate_schema:
         migrate(engine)
     db = session_factory(engine)
-    context = PluginContext(settings, db=db)
-    keys = _key_provider(context) if settings.jwt.enabled else None
-    authn = None
-    if keys is not None:
-        authn = JWTAuthenticator(
+    remote_cache = make_remote_cache(settings.remote_cache, clock=clock)
+    context = PluginContext(settings, db=db, remote_cache=remote_cache, clock=clock)
+    keys: KeyProvider | None = None
+    jwt = None
+    provisioner = None
+    if settings.jwt.enabled:
+        keys = _build_plugin(
+            "authsvc.key_providers", settings.jwt.key_provider, context, KeyProvider
+        )
+        jwt = JWTAuthenticator(
             settings.jwt,
-            Verifier(settings.jwt, keys, clock=context.clock),
+            Verifier(settings.jwt, keys, clock=clock),
             ClaimsMapper(settings.jwt, settings.users.auto_assign_role),
         )
+        provisioner = _build_plugin(
+            "authsvc.provisioners", settings.jwt.user_provisioner, context, UserProvisioner
+        )
+    store = _build_plugin(
+        "authsvc.session_stores", settings.auth.session_store, context, SessionStore
+    )
+    lifecycle = SessionLifecycle(
+        store, settings.auth, settings.jwt.session_lifetime_from_token, clock
+    )
+    authn = Authenticator(
+        jwt=jwt,
+        provisioner=provisioner,
+        policy=SyncPolicy(
+            skip_role_sync=settings.jwt.skip_role_sync,
+            allow_assign_server_admin=settings.jwt.allow_assign_server_admin,
+            link_existing_users=settings.jwt.link_existing_users,
+        ),
+        db=db,
+        sessions=lifecycle,
+        cookie_name=settings.auth.login_cookie_name,
+        clock=clock,
+    )
     svc = Service(
         settings=settings,
         engine=engine,
         db=db,
         metrics=Metrics(),
         keys=keys,
+        jwt=jwt,
         authn=authn,
+        sessions=lifecycle,
+        clock=clock,
+        remote_cache=remote_cache,
     )
     app.extensions["authsvc"] = svc
 
+    from authsvc.views.admin import bp as admin_bp
     from authsvc.views.forward_auth import bp as forward_auth_bp
     from authsvc.views.health import bp as health_bp
+    from authsvc.views.login import bp as login_bp
     from authsvc.views.metrics import bp as metrics_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(forward_auth_bp)
+    app.register_blueprint(login_bp)
+    app.register_blueprint(admin_bp)
     if settings.metrics.enabled:
         app.register_blueprint(metrics_bp)
 
     _install_request_hooks(app, svc)
     _install_error_handlers(app)
+    if background if background is not None else not testing:
+        _start_session_purger(svc)
     return app
 
 
-def _key_provider(context: PluginContext) -> KeyProvider:
-    """Load and build the configured key provider; a bad configured key stops start-up."""
-    name = context.settings.jwt.key_provider
-    factory = load_plugin("authsvc.key_providers", name)
+def _start_session_purger(svc: Service, every: float = 300.0) -> None:
+    """Delete ended sessions every few minutes, so the session table does not grow unbounded."""
+
+    def run() -> None:
+        while True:
+            time.sleep(every * random.uniform(0.8, 1.2))  # noqa: S311 (spread instances)
+            try:
+                removed = svc.purge_sessions()
+                if removed:
+                    log.info("purged ended sessions", extra={"count": removed})
+            except Exception:
+                log.exception("session purge failed")
+
+    threading.Thread(target=run, name="authsvc-session-purge", daemon=True).start()
+
+
+def _build_plugin(group: str, name: str, context: PluginContext, protocol: type) -> Any:
+    """Load the configured plugin of a slot and build it; a bad configuration stops start-up."""
+    if not name:
+        return None
+    factory = load_plugin(group, name)
     try:
-        provider = factory.from_config(context)
-    except (KeyError_, OSError) as exc:
+        plugin = factory.from_config(context)
+    except (KeyError_, OSError, ValueError) as exc:
         raise StartupError(str(exc)) from exc
-    if not isinstance(provider, KeyProvider):
-        raise PluginError(f"key provider {name!r} does not implement get_key() and refresh()")
-    return provider
+    if not isinstance(plugin, protocol):
+        raise PluginError(f"plugin {name!r} in {group} does not implement {protocol.__name__}")
+    return plugin
 
 
 class StartupError(Exception):

@@ -1,31 +1,66 @@
-"""The request pipeline, in one visible order: extract → verify → map claims.
+"""The request pipeline, in one visible order: extract → verify → map claims → provision → session.
 
-(Provisioning and sessions join in the users issue.) Each step fails with its
-own error class; nothing here touches the disk or the network except a key
-provider's bounded refresh on an unknown kid.
+Each step fails with its own error class. ``Authenticator.caller`` answers
+"who is this request?" for every endpoint from a JWT (resolved to its user
+exactly as a login does, writing only when the token changes something) or
+from the session cookie. ``Authenticator.login`` does the same and starts a
+session, committing user, link and session in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import Request
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
 
 from authsvc.config import JWTSettings
-from authsvc.errors import InvalidToken
+from authsvc.errors import (
+    IdentityDisabled,
+    InvalidToken,
+    SessionInvalid,
+    Unauthorized,
+    UserConflict,
+)
 from authsvc.identity import ClaimsMapper, Identity
+from authsvc.models import User
+from authsvc.provisioning.base import UserProvisioner
+from authsvc.sessions.base import SessionRecord
+from authsvc.sessions.lifecycle import SessionLifecycle
+from authsvc.users import AUTH_MODULE, SyncPolicy, UserStore
 from authsvc.verifier import VerifiedToken, Verifier, fingerprint
 
 log = logging.getLogger(__name__)
 
 QUERY_PARAM = "auth_token"
+_T = TypeVar("_T")
+_WRITE_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
 class JWTResult:
     token: VerifiedToken
     identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who made a request, and how they proved it."""
+
+    user: User
+    via: str
+    """``jwt`` or ``session``."""
+    jwt: JWTResult | None = None
+    session: SessionRecord | None = None
+    new_session_token: str | None = None
+    """Set when the session rotated: the response must carry it as the new cookie."""
 
 
 def _strip_bearer(value: str) -> str:
@@ -44,23 +79,20 @@ class JWTAuthenticator:
         self.verifier = verifier
         self.mapper = mapper
 
-    def extract(self, request: Request) -> str | None:
+    def extract(self, request: Request, *, query: bool | None = None) -> str | None:
         """The presented token, or None. Two different tokens are refused, not chosen between."""
         header = _strip_bearer(request.headers.get(self.settings.header_name, ""))
-        query = ""
-        if self.settings.url_login:
-            query = _strip_bearer(request.args.get(QUERY_PARAM, ""))
-        if header and query and header.rstrip("=") != query.rstrip("="):
+        from_query = ""
+        if self.settings.url_login if query is None else query:
+            from_query = _strip_bearer(request.args.get(QUERY_PARAM, ""))
+        if header and from_query and header.rstrip("=") != from_query.rstrip("="):
             raise InvalidToken(
                 f"two different tokens: one in header {self.settings.header_name}, "
                 f"one in query parameter {QUERY_PARAM}"
             )
-        return header or query or None
+        return header or from_query or None
 
-    def authenticate(self, request: Request) -> JWTResult | None:
-        token = self.extract(request)
-        if token is None:
-            return None
+    def authenticate_token(self, token: str) -> JWTResult:
         try:
             verified = self.verifier.verify(token)
             identity = self.mapper.identity(verified.claims)
@@ -68,3 +100,121 @@ class JWTAuthenticator:
             log.info("token refused", extra={"token": fingerprint(token), "reason": exc.reason})
             raise
         return JWTResult(verified, identity)
+
+    def authenticate(self, request: Request) -> JWTResult | None:
+        token = self.extract(request)
+        return None if token is None else self.authenticate_token(token)
+
+
+class Authenticator:
+    """Routes a request through the JWT client and the session cookie; provisions users."""
+
+    def __init__(
+        self,
+        *,
+        jwt: JWTAuthenticator | None,
+        provisioner: UserProvisioner | None,
+        policy: SyncPolicy,
+        db: sessionmaker[DbSession],
+        sessions: SessionLifecycle,
+        cookie_name: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self.jwt = jwt
+        self.provisioner = provisioner
+        self.policy = policy
+        self.db = db
+        self.sessions = sessions
+        self.cookie_name = cookie_name
+        self.clock = clock
+
+    # ------------------------------------------------------------------ entry points
+    def caller(self, request: Request, *, sessions: bool = True) -> Caller:
+        """The authenticated caller, or the error saying why there is none."""
+        result = self.jwt.authenticate(request) if self.jwt is not None else None
+        if result is not None:
+            return Caller(self.resolve(result), "jwt", jwt=result)
+        cookie = request.cookies.get(self.cookie_name, "") if sessions else ""
+        if cookie:
+            return self.from_session(cookie)
+        if self.jwt is None:
+            raise Unauthorized("no credentials: log in first", token_presented=False)
+        raise Unauthorized(
+            f"no credentials: send a JWT in {self.jwt.settings.header_name} or a session cookie",
+            token_presented=False,
+        )
+
+    def resolve(self, result: JWTResult) -> User:
+        """The user a verified token stands for, provisioned as a login would; no session."""
+        return self._write(lambda tx: self._provision(tx, result.identity))
+
+    def login(
+        self, result: JWTResult, *, user_agent: str = "", client_ip: str = ""
+    ) -> tuple[User, str, SessionRecord]:
+        """Provision the user and start a session, in one transaction."""
+
+        def work(tx: DbSession) -> tuple[User, str, SessionRecord]:
+            user = self._provision(tx, result.identity)
+            token, record = self.sessions.start(
+                user.id,
+                token_exp=result.token.expires_at,
+                auth_module=AUTH_MODULE,
+                subject=result.identity.subject,
+                user_agent=user_agent,
+                client_ip=client_ip,
+                tx=tx,
+            )
+            return user, token, record
+
+        user, token, record = self._write(work)
+        log.info(
+            "login",
+            extra={"user_id": user.id, "login": user.login, "token": result.token.fingerprint},
+        )
+        return user, token, record
+
+    # ------------------------------------------------------------------ steps
+    def _provision(self, tx: DbSession, identity: Identity) -> User:
+        if self.provisioner is None:
+            raise Unauthorized("JWT authentication is disabled", token_presented=False)
+        user = self.provisioner.provision(identity, UserStore(tx, self.policy, self.clock))
+        if user.disabled:
+            raise IdentityDisabled(f"user {user.login!r} (id {user.id}) is disabled")
+        return user
+
+    def from_session(self, cookie: str) -> Caller:
+        """The caller a session cookie stands for; SessionInvalid / IdentityDisabled otherwise."""
+        resumed = self.sessions.resume(cookie)
+        with self.db() as db:
+            user = db.get(User, resumed.record.user_id)
+        if user is None:
+            raise SessionInvalid("the session's user no longer exists")
+        if user.disabled:
+            raise IdentityDisabled(f"user {user.login!r} (id {user.id}) is disabled")
+        return Caller(user, "session", session=resumed.record, new_session_token=resumed.new_token)
+
+    def _write(self, work: Callable[[DbSession], _T]) -> _T:
+        """Run ``work`` in a transaction; retry when a concurrent first login won the race.
+
+        A unique-constraint clash means another request just created the same
+        user or link: the retry finds it. SQLite's "database is locked" under
+        many writers is retried the same way. Nothing partial is ever kept.
+        """
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self.db.begin() as tx:
+                    return work(tx)
+            except IntegrityError:
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise UserConflict(
+                        "the user changed concurrently too often; try again"
+                    ) from None
+            except OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+            time.sleep(random.uniform(0.002, 0.02) * (attempt + 1))  # noqa: S311 (jitter)
+        raise AssertionError("unreachable")
+
+
+def user_json(user: User, **extra: Any) -> dict[str, Any]:
+    return {**user.to_json(), **extra}

@@ -8,11 +8,15 @@ arguments after its command words and reads the same configuration as
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from authsvc import __version__
+from authsvc.app import StartupError
 from authsvc.config import ConfigError, Settings, load_settings, parse_duration
+from authsvc.plugins import PluginError
 
 EXIT_CONFIG = 1
 
@@ -57,6 +61,56 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ttl", default="1h", help="lifetime, e.g. 10m, 1h (default 1h)")
     p.set_defaults(func=_dev_token)
+
+    token = sub.add_parser("token", help="token tools").add_subparsers(
+        dest="token_command", required=True, metavar="WHAT"
+    )
+    p = token.add_parser("inspect", help="decode and verify a token: the JWT doctor")
+    _common(p)
+    p.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
+    p.set_defaults(func=_token_inspect)
+
+    users = sub.add_parser("users", help="user administration").add_subparsers(
+        dest="users_command", required=True, metavar="WHAT"
+    )
+    p = users.add_parser("list", help="list users")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_users_list)
+    for name, helptext in (
+        ("show", "show one user"),
+        ("disable", "disable a user (effective on its next request, sessions included)"),
+        ("enable", "enable a user"),
+    ):
+        p = users.add_parser(name, help=helptext)
+        _common(p)
+        p.add_argument("login")
+        p.set_defaults(func=_users_change, action=name)
+    p = users.add_parser("set-role", help="set a user's role")
+    _common(p)
+    p.add_argument("login")
+    p.add_argument("role", choices=("None", "Viewer", "Editor", "Admin"))
+    p.set_defaults(func=_users_change, action="set-role")
+    p = users.add_parser("set-server-admin", help="grant or revoke the server-admin flag")
+    _common(p)
+    p.add_argument("login")
+    p.add_argument("value", choices=("true", "false"))
+    p.set_defaults(func=_users_change, action="set-server-admin")
+
+    sessions = sub.add_parser("sessions", help="session administration").add_subparsers(
+        dest="sessions_command", required=True, metavar="WHAT"
+    )
+    p = sessions.add_parser("list", help="list sessions")
+    _common(p)
+    p.add_argument("--user", metavar="LOGIN")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_sessions_list)
+    p = sessions.add_parser("revoke", help="revoke sessions")
+    _common(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="LOGIN")
+    who.add_argument("--id", metavar="ID")
+    p.set_defaults(func=_sessions_revoke)
     return parser
 
 
@@ -97,6 +151,119 @@ def _dev_token(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _token_inspect(ns: argparse.Namespace) -> int:
+    from authsvc.doctor import inspect_token
+
+    token = sys.stdin.read().strip() if ns.token == "-" else ns.token  # noqa: S105
+    report, ok = inspect_token(_settings(ns), token)
+    print(report)
+    return 0 if ok else 2
+
+
+def _admin_app(ns: argparse.Namespace) -> Any:
+    from authsvc.app import create_app
+
+    settings = _settings(ns)
+    return create_app(settings, migrate_schema=True, background=False)
+
+
+def _print_users(users: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(users, indent=2))
+        return
+    print(f"{'ID':>5}  {'LOGIN':<24} {'EMAIL':<30} {'ROLE':<7} ADMIN DISABLED")
+    for u in users:
+        print(
+            f"{u['id']:>5}  {u['login']:<24} {u['email']:<30} {u['role']:<7} "
+            f"{'yes' if u['isServerAdmin'] else 'no':<5} {'yes' if u['disabled'] else 'no'}"
+        )
+
+
+def _users_list(ns: argparse.Namespace) -> int:
+    from authsvc.users import admin_json, search_users
+
+    svc = _admin_app(ns).extensions["authsvc"]
+    with svc.db() as db:
+        _total, users = search_users(db, "", 1, 1_000_000)
+        _print_users([admin_json(u) for u in users], ns.json)
+    return 0
+
+
+def _users_change(ns: argparse.Namespace) -> int:
+    from authsvc.users import admin_json, find_user, update_user
+
+    svc = _admin_app(ns).extensions["authsvc"]
+    with svc.db.begin() as db:
+        user = find_user(db, ns.login)
+        if user is None:
+            print(f"authsvc: no user with login {ns.login!r}", file=sys.stderr)
+            return 1
+        actions: dict[str, dict[str, Any]] = {
+            "show": {},
+            "disable": {"disabled": True},
+            "enable": {"disabled": False},
+            "set-role": {"role": getattr(ns, "role", None)},
+            "set-server-admin": {"is_server_admin": getattr(ns, "value", "") == "true"},
+        }
+        changes = actions[ns.action]
+        if changes:
+            update_user(db, user, clock=svc.clock, **changes)
+        print(json.dumps(admin_json(user), indent=2))
+    return 0
+
+
+def _sessions_list(ns: argparse.Namespace) -> int:
+    from authsvc.users import find_user
+
+    svc = _admin_app(ns).extensions["authsvc"]
+    user_id = None
+    if ns.user:
+        with svc.db() as db:
+            user = find_user(db, ns.user)
+            if user is None:
+                print(f"authsvc: no user with login {ns.user!r}", file=sys.stderr)
+                return 1
+            user_id = user.id
+    records = [r.to_json() for r in svc.sessions.store.list(user_id)]
+    if ns.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print(f"{'ID':<26} {'USER':>5}  {'CREATED':<20} {'EXPIRES':<20} CLIENT")
+        for r in records:
+            print(
+                f"{r['id']:<26} {r['userId']:>5}  {_when(r['createdAt']):<20} "
+                f"{_when(r['expiresAt']):<20} {r['clientIp']}"
+            )
+    return 0
+
+
+def _sessions_revoke(ns: argparse.Namespace) -> int:
+    from authsvc.users import find_user
+
+    svc = _admin_app(ns).extensions["authsvc"]
+    store = svc.sessions.store
+    if ns.id:
+        if not store.revoke(ns.id):
+            print(f"authsvc: no session with id {ns.id!r}", file=sys.stderr)
+            return 1
+        print(f"revoked session {ns.id}")
+        return 0
+    with svc.db() as db:
+        user = find_user(db, ns.user)
+        if user is None:
+            print(f"authsvc: no user with login {ns.user!r}", file=sys.stderr)
+            return 1
+        user_id = user.id
+    print(f"revoked {store.revoke_user(user_id)} session(s) of {ns.user}")
+    return 0
+
+
+def _when(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     cfg_args = [a for a in args if a.startswith("cfg:")]
@@ -109,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError, StartupError, PluginError) as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

@@ -94,6 +94,8 @@ class Session(Base):
     prev_token_hash: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     prev_valid_until: Mapped[float | None] = mapped_column(Float, default=None)
     auth_module: Mapped[str] = mapped_column(String(32), default="")
+    subject: Mapped[str] = mapped_column(String(255), default="")
+    """The identity-provider subject the session was started for (X-Auth-Subject)."""
     created_at: Mapped[float] = mapped_column(Float)
     rotated_at: Mapped[float] = mapped_column(Float)
     seen_at: Mapped[float] = mapped_column(Float)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from authsvc.config import Settings, load_settings
 from authsvc.db import make_engine, migrate
@@ -46,14 +47,21 @@ def serve(
     from granian.log import LogLevels
     from granian.server import Server
 
+    from authsvc.app import StartupError, create_app
+
     configure_logging(settings.log)
     engine = make_engine(settings.database)
-    migrate(engine)
-    engine.dispose()  # workers open their own pools; nothing crosses the fork
+    try:
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise StartupError(
+            f"database {settings.database.type}: cannot migrate: {first[0] if first else exc}"
+        ) from exc
+    finally:
+        engine.dispose()  # workers open their own pools; nothing crosses the fork
     # Build the app once here, so that a bad key or plugin fails before workers start.
-    from authsvc.app import create_app
-
-    create_app(settings).extensions["authsvc"].engine.dispose()
+    create_app(settings, background=False).extensions["authsvc"].close()
 
     os.environ[_STATE_ENV] = json.dumps(
         {"homepath": str(settings.homepath), "config": config, "args": list(cfg_args)}
@@ -78,6 +86,9 @@ def serve(
         log_enabled=True,
         log_level=LogLevels(_GRANIAN_LEVELS[settings.log.level]),
         log_access=False,
+        # granian's WSGI default is 256 threads per worker; a few keep p99 low
+        # (bench/server_compare.py) while covering a request waiting on the database.
+        blocking_threads=4,
         workers_kill_timeout=30,
     )
     server.serve()

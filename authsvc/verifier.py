@@ -83,6 +83,20 @@ def b64url_decode(segment: str, what: str) -> bytes:
     return data
 
 
+def _strip_alb_padding(token: str) -> str:
+    """AWS ALB pads each segment with ``=`` to a multiple of 4 (Grafana strips it): remove
+    exactly that; any other ``=`` is left for the strict decoder to refuse."""
+    if "=" not in token:
+        return token
+    out = []
+    for segment in token.split("."):
+        bare = segment.rstrip("=")
+        if len(segment) - len(bare) != -len(bare) % 4:
+            raise InvalidToken("malformed token: base64url padding is not canonical")
+        out.append(bare)
+    return ".".join(out)
+
+
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data, parse_constant=_refuse_constant)
@@ -141,7 +155,7 @@ class Verifier:
     # ------------------------------------------------------------------ public
     def verify(self, token: str) -> VerifiedToken:
         """Verify ``token`` or raise the error that says why not. Never returns a partial result."""
-        token = token.replace("=", "")  # AWS ALB pads its segments; Grafana strips the padding
+        token = _strip_alb_padding(token)
         if self._cache_size:
             digest = hashlib.sha256(token.encode()).digest()
             hit = self._cache.get(digest)
@@ -170,7 +184,14 @@ class Verifier:
                     break
             self._cache[digest] = verified
 
-    def _verify(self, token: str) -> VerifiedToken:
+    def verify_signature(self, token: str) -> tuple[dict[str, Any], bytes, VerificationKey]:
+        """The JWS layer alone (RFC 7515 §5.2): header, key, algorithm, signature, encoding.
+
+        Returns the header, the decoded payload and the key that verified it; the
+        payload is not read as claims and nothing is cached. ``verify`` is this
+        plus the claims checks.
+        """
+        token = _strip_alb_padding(token)
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken(f"token is {len(token)} bytes, more than {MAX_TOKEN_BYTES}")
         parts = token.split(".")
@@ -207,7 +228,11 @@ class Verifier:
                 f"signature does not verify with {alg}"
                 + (f" and kid {key.kid!r}" if key.kid else " and the configured key")
             )
-        claims = _json_object(b64url_decode(payload_b64, "payload"), "payload")
+        return header, b64url_decode(payload_b64, "payload"), key
+
+    def _verify(self, token: str) -> VerifiedToken:
+        header, payload, key = self.verify_signature(token)
+        claims = _json_object(payload, "payload")
         expires_at = self._check_claims(claims)
         return VerifiedToken(header, claims, key, fingerprint(token), expires_at)
 

@@ -124,6 +124,7 @@ def server_env() -> dict[str, str]:
         p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
     )
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 

@@ -7,10 +7,11 @@ test's database and its backends are terminated.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import time
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -107,37 +108,27 @@ def test_health_follows_a_postgres_outage(make_app: AppFactory, pg_url: str) -> 
     assert "databaseError" not in response.get_json()
 
 
-class _connections_refused:  # noqa: N801 (used as a context manager, reads as a phrase)
-    """Make PostgreSQL refuse the database of ``url`` and drop its sessions, for real."""
-
-    def __init__(self, url: str) -> None:
-        self.name = url.rsplit("/", 1)[1]
-        self.admin = psycopg.connect(url.rsplit("/", 1)[0] + "/test", autocommit=True)
-
-    def __enter__(self) -> None:
+@contextlib.contextmanager
+def _connections_refused(url: str) -> Iterator[None]:
+    """Make PostgreSQL refuse the database of ``url`` and end its sessions, for real."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/test", autocommit=True) as admin:
         try:
-            self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-            self._terminate_backends()
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def _terminate_backends(self) -> None:
-        query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-        deadline = time.monotonic() + 10
-        while pids := [row[0] for row in self.admin.execute(query, (self.name,))]:
-            if time.monotonic() > deadline:
-                pytest.fail(f"backends {pids} of {self.name} did not go away")
-            for pid in pids:
-                self.admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            time.sleep(0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        # Always re-allow connections, so that pg_url can drop the database.
-        try:
-            self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            query = (
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            )
+            deadline = time.monotonic() + 10
+            while pids := [row[0] for row in admin.execute(query, (name,))]:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"backends {pids} of {name} did not go away")
+                for pid in pids:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                time.sleep(0.05)
+            yield
         finally:
-            self.admin.close()
+            # Always re-allow connections, so that pg_url can drop the database.
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 # --------------------------------------------------------------------------- errors

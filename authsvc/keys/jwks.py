@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import JWKRegistry, OctKey
 
 from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms, key_label
@@ -59,7 +59,7 @@ def parse_key_set(
         except KeyError_ as exc:
             refused.append(str(exc))
             continue
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
+        except (JoseError, ValueError, TypeError, KeyError, SecurityWarning) as exc:
             refused.append(f"{label}: not a valid JWK: {exc}")
             continue
         keys[kid] = VerificationKey(kid, key, algs)

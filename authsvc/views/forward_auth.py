@@ -1,17 +1,19 @@
 """``GET /api/auth/verify``: forward-auth for nginx auth_request, Traefik, Envoy ext_authz.
 
-200 with ``X-Auth-*`` headers naming the caller; ``?role=`` (minimum role)
-and ``?group=`` (any of) gates answer 403 ``auth.forbidden``.
+A JWT resolves its user exactly as a login does (lookup-only, sign-up,
+disabled) but starts no session; a session cookie works too. 200 carries
+``X-Auth-*`` headers naming the caller; ``?role=`` (minimum role) and
+``?group=`` (any of) gates answer 403 ``auth.forbidden``.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from authsvc.app import service
 from authsvc.config import ROLES
-from authsvc.errors import BadRequest, Forbidden, Unauthorized
+from authsvc.errors import BadRequest, Forbidden
 from authsvc.identity import role_at_least
+from authsvc.views.login import current_caller
 
 bp = Blueprint("forward_auth", __name__)
 
@@ -24,38 +26,30 @@ def _header_safe(value: str) -> str:
 
 @bp.get("/api/auth/verify")
 def verify() -> Response:
-    svc = service()
-    result = svc.authn.authenticate(request) if svc.authn is not None else None
-    if result is None:
-        raise Unauthorized("no credentials: send a JWT", token_presented=False)
-    ident = result.identity
     minimum = request.args.get("role")
-    if minimum is not None:
-        if minimum not in ROLES:
-            raise BadRequest(f"?role={minimum!r} is not one of {', '.join(ROLES)}")
-        if not role_at_least(ident.role, minimum):
-            raise Forbidden(f"role {ident.role} is below the required {minimum}")
+    if minimum is not None and minimum not in ROLES:
+        raise BadRequest(f"?role={minimum!r} is not one of {', '.join(ROLES)}")
+    caller = current_caller()
+    user = caller.user
+    groups = list(user.groups or [])
+    if minimum is not None and not role_at_least(user.role, minimum):
+        raise Forbidden(f"role {user.role} is below the required {minimum}")
     wanted = request.args.getlist("group")
-    if wanted and not set(wanted) & set(ident.groups):
+    if wanted and not set(wanted) & set(groups):
         raise Forbidden(
-            f"not in any of the groups {', '.join(wanted)} (member of: "
-            f"{', '.join(ident.groups) or 'none'})"
+            f"not in any of the groups {', '.join(wanted)} "
+            f"(member of: {', '.join(groups) or 'none'})"
         )
-    response = jsonify(
-        {
-            "login": ident.login,
-            "email": ident.email,
-            "name": ident.name,
-            "role": ident.role,
-            "groups": list(ident.groups),
-            "subject": ident.subject,
-        }
-    )
-    response.headers["X-Auth-User"] = _header_safe(ident.login)
-    response.headers["X-Auth-Email"] = _header_safe(ident.email)
-    response.headers["X-Auth-Name"] = _header_safe(ident.name)
-    response.headers["X-Auth-Role"] = ident.role
-    response.headers["X-Auth-Groups"] = _header_safe(",".join(ident.groups))
-    response.headers["X-Auth-Subject"] = _header_safe(ident.subject)
+    if caller.jwt is not None:
+        subject = caller.jwt.identity.subject
+    else:
+        subject = caller.session.subject if caller.session is not None else ""
+    response = jsonify({**user.to_json(), "subject": subject})
+    response.headers["X-Auth-User"] = _header_safe(user.login)
+    response.headers["X-Auth-Email"] = _header_safe(user.email or "")
+    response.headers["X-Auth-Name"] = _header_safe(user.name)
+    response.headers["X-Auth-Role"] = user.role
+    response.headers["X-Auth-Groups"] = _header_safe(",".join(groups))
+    response.headers["X-Auth-Subject"] = _header_safe(subject)
     response.headers["Cache-Control"] = "no-store"
     return response

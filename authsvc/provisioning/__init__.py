@@ -1,0 +1,1 @@
+"""User provisioners: what a verified identity becomes (plugins in ``authsvc.provisioners``)."""

@@ -1,0 +1,21 @@
+"""``auto_sign_up``: create the user and its link on first login."""
+
+from __future__ import annotations
+
+from authsvc.identity import Identity
+from authsvc.models import User
+from authsvc.plugins import PluginContext
+from authsvc.provisioning.base import find_and_sync
+from authsvc.users import UserStore
+
+
+class AutoSignUpProvisioner:
+    def __init__(self, default_role: str) -> None:
+        self.default_role = default_role
+
+    @classmethod
+    def from_config(cls, context: PluginContext) -> AutoSignUpProvisioner:
+        return cls(context.settings.users.auto_assign_role)
+
+    def provision(self, identity: Identity, users: UserStore) -> User:
+        return find_and_sync(identity, users) or users.create(identity, self.default_role)

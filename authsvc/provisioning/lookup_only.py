@@ -1,0 +1,25 @@
+"""``lookup_only``: the user must already exist (linked, or adoptable); nobody is signed up."""
+
+from __future__ import annotations
+
+from authsvc.errors import SignupDisabled
+from authsvc.identity import Identity
+from authsvc.models import User
+from authsvc.plugins import PluginContext
+from authsvc.provisioning.base import find_and_sync
+from authsvc.users import UserStore
+
+
+class LookupOnlyProvisioner:
+    @classmethod
+    def from_config(cls, context: PluginContext) -> LookupOnlyProvisioner:
+        return cls()
+
+    def provision(self, identity: Identity, users: UserStore) -> User:
+        user = find_and_sync(identity, users)
+        if user is None:
+            raise SignupDisabled(
+                f"no user is linked to subject {identity.subject!r} (login {identity.login!r}) "
+                "and sign-up is off ([auth.jwt] auto_sign_up = false)"
+            )
+        return user

@@ -1,0 +1,1 @@
+"""Session stores: where login sessions live (plugins in ``authsvc.session_stores``)."""

@@ -1,0 +1,101 @@
+"""What a session means: idle and absolute limits, rotation with a grace period.
+
+Stores only keep records; every rule about time lives here, driven by one
+injectable clock so tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from authsvc.config import AuthSettings
+from authsvc.errors import SessionInvalid
+from authsvc.sessions.base import SessionRecord, SessionStore
+from authsvc.verifier import describe_duration
+
+# How long the token replaced by a rotation keeps working, so that requests
+# already in flight with it (parallel XHRs, a second tab) do not fail.
+ROTATION_GRACE = 60.0
+# Activity is written at most this often; the idle limit is kept to within it.
+TOUCH_EVERY = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    record: SessionRecord
+    new_token: str | None
+    """Set when this request rotated the session: the response carries a new cookie."""
+
+
+class SessionLifecycle:
+    def __init__(
+        self,
+        store: SessionStore,
+        settings: AuthSettings,
+        session_lifetime_from_token: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.from_token = session_lifetime_from_token
+        self.clock = clock
+
+    def start(
+        self,
+        user_id: int,
+        *,
+        token_exp: float | None,
+        auth_module: str,
+        subject: str = "",
+        user_agent: str = "",
+        client_ip: str = "",
+        tx: Any = None,
+    ) -> tuple[str, SessionRecord]:
+        now = self.clock()
+        end = now + (self.settings.login_maximum_lifetime or 30 * 86400)
+        if self.from_token and token_exp is not None:
+            end = min(end, token_exp)
+        return self.store.create(
+            user_id,
+            now=now,
+            expires_at=end,
+            auth_module=auth_module,
+            subject=subject,
+            user_agent=user_agent,
+            client_ip=client_ip,
+            tx=tx,
+        )
+
+    def resume(self, token: str) -> Resumed:
+        """The live session for a cookie's token, rotating it when due; else SessionInvalid."""
+        record = self.store.lookup(token)
+        if record is None:
+            raise SessionInvalid("session not found: unknown, logged out or revoked")
+        now = self.clock()
+        if now >= record.expires_at:
+            raise SessionInvalid(
+                f"session ended {describe_duration(now - record.expires_at)} ago "
+                "(maximum lifetime or token expiry)"
+            )
+        idle = self.settings.login_maximum_inactive_lifetime
+        if idle and now - record.seen_at >= idle:
+            raise SessionInvalid(
+                f"session idle for {describe_duration(now - record.seen_at)} "
+                f"(limit {describe_duration(idle)})"
+            )
+        if record.matched_previous:
+            if record.prev_valid_until is None or now > record.prev_valid_until:
+                raise SessionInvalid("session token was replaced by rotation")
+            return Resumed(record, None)
+        interval = self.settings.token_rotation_interval
+        if interval and now - record.rotated_at >= interval:
+            new = self.store.rotate(record, token, now, ROTATION_GRACE)
+            return Resumed(record, new)
+        if now - record.seen_at >= TOUCH_EVERY:
+            self.store.touch(record, now)
+        return Resumed(record, None)
+
+    def cookie_max_age(self, record: SessionRecord) -> int:
+        return max(0, int(record.expires_at - self.clock()))

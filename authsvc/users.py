@@ -1,0 +1,217 @@
+"""The user store: find users by their link, create them, and sync them to a token.
+
+A ``UserStore`` wraps one database transaction; provisioners call it and
+never commit — the caller commits user, link and session together, or
+nothing at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session as DbSession
+
+from authsvc.errors import UserConflict
+from authsvc.identity import Identity
+from authsvc.models import AuthLink, User
+
+JWT_PROVIDER = "jwt"
+AUTH_MODULE = "authjwt"
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    """The ``[auth.jwt]`` switches that decide what a login may change on a user."""
+
+    skip_role_sync: bool
+    allow_assign_server_admin: bool
+    link_existing_users: bool
+
+
+class UserStore:
+    """User operations inside one transaction (``db``), timed by one clock."""
+
+    def __init__(self, db: DbSession, policy: SyncPolicy, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.policy = policy
+        self.clock = clock
+
+    # ---------------------------------------------------------------- lookups
+    def linked(self, subject: str, provider: str = JWT_PROVIDER) -> User | None:
+        """The user linked to (provider, subject), if any."""
+        return self.db.scalars(
+            select(User)
+            .join(AuthLink, AuthLink.user_id == User.id)
+            .where(AuthLink.provider == provider, AuthLink.subject == subject)
+        ).one_or_none()
+
+    def holders(self, login: str, email: str) -> Sequence[User]:
+        """Users already holding ``login`` or ``email`` (case-insensitive, as Grafana matches)."""
+        conditions = [func.lower(User.login) == login.lower()]
+        if email:
+            conditions.append(func.lower(User.email) == email.lower())
+        return self.db.scalars(select(User).where(or_(*conditions))).all()
+
+    # ---------------------------------------------------------------- changes
+    def create(self, identity: Identity, default_role: str) -> User:
+        """A new user from ``identity``, linked to its subject."""
+        self._refuse_taken(identity, owner=None)
+        now = self.clock()
+        user = User(
+            login=identity.login,
+            email=identity.email or None,
+            name=identity.name,
+            role=identity.role if identity.role_from_token else default_role,
+            is_server_admin=bool(identity.is_server_admin),
+            groups=list(identity.groups),
+            disabled=False,
+            auth_module=AUTH_MODULE,
+            created_at=now,
+            updated_at=now,
+        )
+        self.db.add(user)
+        self.db.flush()
+        self.link(user, identity.subject)
+        return user
+
+    def link(self, user: User, subject: str, provider: str = JWT_PROVIDER) -> None:
+        self.db.add(
+            AuthLink(user_id=user.id, provider=provider, subject=subject, created_at=self.clock())
+        )
+        self.db.flush()
+
+    def adopt(self, identity: Identity) -> User | None:
+        """An existing, unlinked account with the token's login or email, when that may be linked.
+
+        With ``link_existing_users = false`` such an account is a 409 conflict,
+        never a silent takeover.
+        """
+        holders = self.holders(identity.login, identity.email)
+        if not holders:
+            return None
+        if not self.policy.link_existing_users or len(holders) > 1:
+            raise UserConflict(self._conflict_reason(identity, holders))
+        user = holders[0]
+        self.link(user, identity.subject)
+        return user
+
+    def sync(self, user: User, identity: Identity) -> bool:
+        """Bring ``user`` in line with the token; True when anything changed (and was written)."""
+        changes: dict[str, Any] = {}
+        if identity.login and identity.login != user.login:
+            changes["login"] = identity.login
+        if identity.email and identity.email != (user.email or ""):
+            changes["email"] = identity.email
+        if identity.name and identity.name != user.name:
+            changes["name"] = identity.name
+        if not self.policy.skip_role_sync:
+            if identity.role_from_token and identity.role != user.role:
+                changes["role"] = identity.role
+            if (
+                self.policy.allow_assign_server_admin
+                and identity.is_server_admin is not None
+                and identity.is_server_admin != user.is_server_admin
+            ):
+                changes["is_server_admin"] = identity.is_server_admin
+        if identity.groups_from_token and list(identity.groups) != list(user.groups or []):
+            changes["groups"] = list(identity.groups)
+        if not changes:
+            return False
+        if "login" in changes or "email" in changes:
+            taken = replace(
+                identity, login=changes.get("login", ""), email=changes.get("email", "")
+            )
+            self._refuse_taken(taken, owner=user)
+        for name, value in changes.items():
+            setattr(user, name, value)
+        user.updated_at = self.clock()
+        self.db.flush()
+        return True
+
+    # ---------------------------------------------------------------- helpers
+    def _refuse_taken(self, identity: Identity, owner: User | None) -> None:
+        if not identity.login and not identity.email:
+            return
+        others = [
+            u for u in self.holders(identity.login or "\x00", identity.email) if u is not owner
+        ]
+        if others:
+            raise UserConflict(self._conflict_reason(identity, others))
+
+    @staticmethod
+    def _conflict_reason(identity: Identity, holders: Sequence[User]) -> str:
+        taken = []
+        for u in holders:
+            if identity.login and u.login.lower() == identity.login.lower():
+                taken.append(f"login {identity.login!r} belongs to user {u.id}")
+            if identity.email and (u.email or "").lower() == identity.email.lower():
+                taken.append(f"email {identity.email!r} belongs to user {u.id}")
+        return (
+            "; ".join(taken)
+            + f", which is not linked to subject {identity.subject!r}"
+            + " (set [auth.jwt] link_existing_users = true to link it)"
+        )
+
+
+# ------------------------------------------------------------------------ administration
+# Shared by the admin API and the ``authsvc users`` commands: one way to do each thing.
+
+
+def admin_json(user: User) -> dict[str, Any]:
+    return {**user.to_json(), "disabled": user.disabled}
+
+
+def search_users(
+    db: DbSession, query: str = "", page: int = 1, per_page: int = 100
+) -> tuple[int, Sequence[User]]:
+    """Users whose login, email or name contains ``query`` (case-insensitive), one page."""
+    where = []
+    if query:
+        like = f"%{query.lower()}%"
+        where.append(
+            or_(
+                func.lower(User.login).like(like),
+                func.lower(func.coalesce(User.email, "")).like(like),
+                func.lower(User.name).like(like),
+            )
+        )
+    total = db.scalar(select(func.count()).select_from(User).where(*where)) or 0
+    rows = db.scalars(
+        select(User).where(*where).order_by(User.id).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    return total, rows
+
+
+def find_user(db: DbSession, ref: str | int) -> User | None:
+    """By id (an int) or by login (case-insensitive)."""
+    if isinstance(ref, int):
+        return db.get(User, ref)
+    return db.scalars(select(User).where(func.lower(User.login) == ref.lower())).first()
+
+
+def update_user(
+    db: DbSession,
+    user: User,
+    *,
+    clock: Callable[[], float],
+    disabled: bool | None = None,
+    role: str | None = None,
+    is_server_admin: bool | None = None,
+) -> User:
+    """Apply an administrator's change; the caller commits."""
+    from authsvc.config import ROLES
+
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if disabled is not None:
+        user.disabled = disabled
+    if role is not None:
+        user.role = role
+    if is_server_admin is not None:
+        user.is_server_admin = is_server_admin
+    user.updated_at = clock()
+    db.flush()
+    return user

@@ -1,0 +1,185 @@
+"""Session login and logout: ``POST /api/login/jwt``, ``GET /login``, ``/api/user``, logout.
+
+The session cookie is HttpOnly and Path=/, Secure and SameSite per
+``[security]``; it carries a random token whose hash alone is stored.
+``GET /login`` redirects only to a local path, and the token it received
+never appears in the redirect or the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from urllib.parse import urlsplit
+
+from flask import Blueprint, jsonify, redirect, request
+from werkzeug.wrappers import Response
+
+from authsvc.app import Service, service
+from authsvc.authn import Caller
+from authsvc.errors import Forbidden, IdentityDisabled, SessionInvalid, Unauthorized
+from authsvc.sessions.base import SessionRecord
+
+bp = Blueprint("login", __name__)
+
+
+def safe_redirect_target(target: str | None) -> str:
+    """A local path, or ``/``: no scheme or host, no ``//`` or backslash tricks, no controls."""
+    if not target:
+        return "/"
+    if any(not c.isprintable() or c.isspace() for c in target):
+        return "/"
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+def set_session_cookie(response: Response, svc: Service, token: str, record: SessionRecord) -> None:
+    security = svc.settings.security
+    samesite = None if security.cookie_samesite == "disabled" else security.cookie_samesite.title()
+    response.set_cookie(
+        svc.settings.auth.login_cookie_name,
+        token,
+        max_age=svc.sessions.cookie_max_age(record),
+        path="/",
+        secure=security.cookie_secure,
+        httponly=True,
+        samesite=samesite,
+    )
+
+
+def clear_session_cookie(response: Response, svc: Service) -> None:
+    security = svc.settings.security
+    samesite = None if security.cookie_samesite == "disabled" else security.cookie_samesite.title()
+    response.delete_cookie(
+        svc.settings.auth.login_cookie_name,
+        path="/",
+        secure=security.cookie_secure,
+        httponly=True,
+        samesite=samesite,
+    )
+
+
+def check_origin(svc: Service, caller: Caller) -> None:
+    """Refuse cookie-authenticated state changes from another origin (CSRF)."""
+    if caller.via != "session" or request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source:
+        return  # neither header: not a browser's cross-site request
+    root = urlsplit(svc.settings.server.root_url)
+    seen = urlsplit(source)
+    if (seen.scheme, seen.netloc) != (root.scheme, root.netloc):
+        raise Forbidden(
+            f"cross-origin request from {seen.scheme}://{seen.netloc} refused "
+            f"(allowed origin: {root.scheme}://{root.netloc}, [server] root_url)"
+        )
+
+
+def current_caller(*, sessions: bool = True) -> Caller:
+    """The caller of this request; renews the cookie after a rotation (see after_request)."""
+    svc = service()
+    caller = svc.authn.caller(request, sessions=sessions)
+    check_origin(svc, caller)
+    if caller.new_session_token and caller.session is not None:
+        request.environ["authsvc.rotated"] = (caller.new_session_token, caller.session)
+    return caller
+
+
+@bp.after_app_request
+def _renew_cookie(response: Response) -> Response:
+    rotated = request.environ.get("authsvc.rotated")
+    if rotated is not None:
+        set_session_cookie(response, service(), *rotated)
+    return response
+
+
+@bp.post("/api/login/jwt")
+def login_jwt() -> Response:
+    svc = service()
+    if svc.jwt is None:
+        raise Unauthorized("JWT authentication is disabled", token_presented=False)
+    token = svc.jwt.extract(request, query=False)
+    if token is None:
+        raise Unauthorized(
+            f"no token: send a JWT in {svc.jwt.settings.header_name}", token_presented=False
+        )
+    result = svc.jwt.authenticate_token(token)
+    user, session_token, record = svc.authn.login(
+        result,
+        user_agent=request.headers.get("User-Agent", ""),
+        client_ip=request.remote_addr or "",
+    )
+    response = jsonify(user.to_json())
+    set_session_cookie(response, svc, session_token, record)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/login")
+def login_url() -> Response:
+    svc = service()
+    target = safe_redirect_target(request.args.get("redirect_to"))
+    if svc.jwt is None or not svc.jwt.settings.url_login:
+        raise Unauthorized(
+            "URL login is disabled ([auth.jwt] url_login = false)", token_presented=False
+        )
+    token = svc.jwt.extract(request, query=True)
+    if token is None:
+        raise Unauthorized("no token: pass it as ?auth_token=", token_presented=False)
+    result = svc.jwt.authenticate_token(token)
+    _user, session_token, record = svc.authn.login(
+        result,
+        user_agent=request.headers.get("User-Agent", ""),
+        client_ip=request.remote_addr or "",
+    )
+    response = redirect(target, code=302)
+    set_session_cookie(response, svc, session_token, record)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/api/user")
+def current_user() -> Response:
+    caller = current_caller()
+    return jsonify(caller.user.to_json())
+
+
+def _logout(svc: Service) -> None:
+    """Revoke the cookie's session server-side; a copied cookie stops working too."""
+    cookie = request.cookies.get(svc.settings.auth.login_cookie_name, "")
+    if not cookie:
+        raise Unauthorized("no session to log out of", token_presented=False)
+    try:
+        caller = svc.authn.from_session(cookie)
+    except (SessionInvalid, IdentityDisabled):
+        # Expired, rotated away or disabled: still make sure the record is gone.
+        record = svc.sessions.store.lookup(cookie)
+        if record is not None:
+            svc.sessions.store.revoke(record.id)
+        return
+    check_origin(svc, caller)
+    if caller.session is not None:
+        svc.sessions.store.revoke(caller.session.id)
+
+
+@bp.post("/api/logout")
+def logout_api() -> Response:
+    svc = service()
+    _logout(svc)
+    response = jsonify({"message": "Logged out"})
+    clear_session_cookie(response, svc)
+    return response
+
+
+@bp.get("/logout")
+def logout_page() -> Response:
+    svc = service()
+    with contextlib.suppress(Unauthorized):
+        _logout(svc)
+    response = redirect(svc.settings.auth.signout_redirect_url or "/", code=302)
+    clear_session_cookie(response, svc)
+    return response
