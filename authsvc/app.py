@@ -265,7 +265,12 @@ def error_response(err: AuthsvcError) -> Response:
     response.status_code = err.status
     if err.status == 401:
         if err.token_presented and err.message_id != "auth.unauthorized":
-            desc = (err.reason or err.message).replace("\\", "\\\\").replace('"', '\\"')
+            # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E only. A reason
+            # can quote claim values (CR/LF, non-Latin-1) that would break the header.
+            desc = "".join(
+                c if " " <= c <= "~" and c not in '"\\' else "?"
+                for c in (err.reason or err.message)
+            )
             response.headers["WWW-Authenticate"] = (
                 f'Bearer error="invalid_token", error_description="{desc}"'
             )

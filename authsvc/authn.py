@@ -200,10 +200,19 @@ class Authenticator:
         user or link: the retry finds it. SQLite's "database is locked" under
         many writers is retried the same way. Nothing partial is ever kept.
         """
+        conflicted = False
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self.db.begin() as tx:
                     return work(tx)
+            except UserConflict:
+                # A concurrent first login can commit user and link between our link
+                # lookup and our login/email check; a fresh transaction finds the link.
+                # A real conflict repeats and is raised the second time.
+                if conflicted or attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+                conflicted = True
+                continue
             except IntegrityError:
                 if attempt == _WRITE_ATTEMPTS - 1:
                     raise UserConflict(

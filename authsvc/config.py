@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -862,6 +863,16 @@ def _expect_claims(text: str) -> dict[str, Any]:
         raise ValueError(f"expected a JSON object: {exc.msg} at column {exc.colno}") from None
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    # Grafana refuses these at start-up: a wrongly typed expectation fails every token.
+    for name in ("iss", "sub"):
+        if name in value and not isinstance(value[name], str):
+            raise ValueError(f"{name!r} must be a string, got {json.dumps(value[name])}")
+    aud = value.get("aud")
+    if "aud" in value and not (
+        isinstance(aud, str)
+        or (isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud))
+    ):
+        raise ValueError(f"'aud' must be a string or a list of strings, got {json.dumps(aud)}")
     return value
 
 
@@ -892,6 +903,17 @@ def _jwt(r: _Reader) -> JWTSettings:
         path = r.path(s, key)
         if path and not Path(path).is_file():
             r.fail(s, key, f"file not found: {path}")
+        elif path and key == "tls_client_ca":
+            try:
+                ssl.create_default_context(cafile=path)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                r.fail(s, key, f"no usable PEM certificate in {path}: {exc}")
+        elif (
+            path
+            and key == "jwk_set_bearer_token_file"
+            and not Path(path).read_text(encoding="utf-8", errors="replace").strip()
+        ):
+            r.fail(s, key, f"the file holds no token: {path}")
 
     url = r.text(s, "jwk_set_url").strip()
     if url:

@@ -95,7 +95,12 @@ class ClaimsMapper:
             tried = ", ".join(w for w in what if w) or "no username_claim or email_claim is set"
             raise MissingClaim(f"neither a login nor an email could be derived ({tried})")
         name = claims.get("name")
-        role, from_token, server_admin = self._role(claims)
+        if s.skip_role_sync:
+            # Grafana reads no role then: no strict check, no server-admin flag, and a
+            # new user gets [users] auto_assign_role. Roles belong to the admin API.
+            role, from_token, server_admin = self.default_role, False, False
+        else:
+            role, from_token, server_admin = self._role(claims)
         groups, groups_from_token = self._groups(claims)
         return Identity(
             subject=str(claims["sub"]),
@@ -104,7 +109,9 @@ class ClaimsMapper:
             name=name if isinstance(name, str) else "",
             role=role,
             role_from_token=from_token,
-            is_server_admin=server_admin if s.allow_assign_server_admin else None,
+            is_server_admin=(
+                server_admin if s.allow_assign_server_admin and not s.skip_role_sync else None
+            ),
             groups=groups,
             groups_from_token=groups_from_token,
         )

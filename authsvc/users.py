@@ -95,6 +95,18 @@ class UserStore:
         if not self.policy.link_existing_users or len(holders) > 1:
             raise UserConflict(self._conflict_reason(identity, holders))
         user = holders[0]
+        if (
+            self.db.scalar(
+                select(AuthLink.id).where(
+                    AuthLink.user_id == user.id, AuthLink.provider == JWT_PROVIDER
+                )
+            )
+            is not None
+        ):
+            raise UserConflict(
+                f"login {identity.login!r} or email {identity.email!r} belongs to user "
+                f"{user.id}, which is linked to another subject, not {identity.subject!r}"
+            )
         self.link(user, identity.subject)
         return user
 
@@ -170,12 +182,14 @@ def search_users(
     """Users whose login, email or name contains ``query`` (case-insensitive), one page."""
     where = []
     if query:
-        like = f"%{query.lower()}%"
+        # The query is literal text: LIKE's wildcards in it are escaped.
+        escaped = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
         where.append(
             or_(
-                func.lower(User.login).like(like),
-                func.lower(func.coalesce(User.email, "")).like(like),
-                func.lower(User.name).like(like),
+                func.lower(User.login).like(like, escape="\\"),
+                func.lower(func.coalesce(User.email, "")).like(like, escape="\\"),
+                func.lower(User.name).like(like, escape="\\"),
             )
         )
     total = db.scalar(select(func.count()).select_from(User).where(*where)) or 0

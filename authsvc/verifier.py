@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, MissingClaimError
@@ -30,12 +31,20 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
 from authsvc.config import JWTSettings
-from authsvc.errors import InvalidToken, MissingClaim
-from authsvc.keys.base import KeyIds, KeyProvider, UnknownKidRefresh, VerificationKey
+from authsvc.errors import AuthsvcError, InvalidToken, MissingClaim
+from authsvc.keys.base import (
+    KeyIds,
+    KeyPresence,
+    KeyProvider,
+    UnknownKidRefresh,
+    VerificationKey,
+)
 
 MAX_TOKEN_BYTES = 64 * 1024
 # joserfc's 512-byte default refuses real tokens whose header carries an x5c chain.
 MAX_HEADER_BYTES = 16 * 1024
+# Year ~33658: far beyond any real token, well inside float precision.
+_MAX_NUMERIC_DATE = 1e12
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _KEY_TYPE_NAMES = {"RSA": "an RSA", "EC": "an EC", "OKP": "an Ed25519", "oct": "an HMAC (oct)"}
 
@@ -84,17 +93,13 @@ def b64url_decode(segment: str, what: str) -> bytes:
 
 
 def _strip_alb_padding(token: str) -> str:
-    """AWS ALB pads each segment with ``=`` to a multiple of 4 (Grafana strips it): remove
-    exactly that; any other ``=`` is left for the strict decoder to refuse."""
+    """AWS ALB pads each segment with ``=``; like Grafana, strip trailing ``=`` per segment.
+
+    An ``=`` inside a segment is left for the strict decoder to refuse.
+    """
     if "=" not in token:
         return token
-    out = []
-    for segment in token.split("."):
-        bare = segment.rstrip("=")
-        if len(segment) - len(bare) != -len(bare) % 4:
-            raise InvalidToken("malformed token: base64url padding is not canonical")
-        out.append(bare)
-    return ".".join(out)
+    return ".".join(segment.rstrip("=") for segment in token.split("."))
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -127,7 +132,10 @@ def _same_json(a: Any, b: Any) -> bool:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))[:200]
+    try:
+        return json.dumps(value, separators=(",", ":"))[:200]
+    except ValueError:  # e.g. an int past Python's digit limit
+        return "(value too large to show)"
 
 
 class Verifier:
@@ -148,6 +156,7 @@ class Verifier:
         self._cache: dict[bytes, VerifiedToken] = {}
         self._cache_size = settings.verified_cache_size
         self._cache_lock = threading.Lock()
+        self._presence = keys if isinstance(keys, KeyPresence) else None
         expected = dict(settings.expect_claims)
         self._expected_aud = expected.pop("aud", None)
         self._expected = expected
@@ -160,15 +169,24 @@ class Verifier:
             digest = hashlib.sha256(token.encode()).digest()
             hit = self._cache.get(digest)
             if hit is not None:
-                if (hit.expires_at is None or self.clock() < hit.expires_at) and self.keys.get_key(
-                    hit.key.kid
-                ) is hit.key:
+                if (hit.expires_at is None or self.clock() < hit.expires_at) and self._holds(
+                    hit.key
+                ):
                     return hit
                 self._cache.pop(digest, None)
             verified = self._verify(token)
             self._remember(digest, verified)
             return verified
         return self._verify(token)
+
+    def _holds(self, key: VerificationKey) -> bool:
+        """Is ``key`` still in the set? Memory only where the provider can say so."""
+        if self._presence is not None:
+            return self._presence.holds(key)
+        try:
+            return self.keys.get_key(key.kid) is key
+        except AuthsvcError:
+            return False
 
     def forget(self) -> None:
         """Drop every remembered token (e.g. after the key set changed)."""
@@ -205,6 +223,8 @@ class Verifier:
         if len(header_b64) > MAX_HEADER_BYTES * 4 // 3 + 4:
             raise InvalidToken(f"header is larger than {MAX_HEADER_BYTES} bytes")
         header = _json_object(b64url_decode(header_b64, "header"), "header")
+        # Decoded (not parsed) before the signature check: the signing input must be ASCII.
+        payload = b64url_decode(payload_b64, "payload")
         alg = self._check_header(header)
         key = self._find_key(header.get("kid"))
         if alg not in key.algorithms:
@@ -228,13 +248,16 @@ class Verifier:
                 f"signature does not verify with {alg}"
                 + (f" and kid {key.kid!r}" if key.kid else " and the configured key")
             )
-        return header, b64url_decode(payload_b64, "payload"), key
+        return header, payload, key
 
     def _verify(self, token: str) -> VerifiedToken:
         header, payload, key = self.verify_signature(token)
         claims = _json_object(payload, "payload")
         expires_at = self._check_claims(claims)
-        return VerifiedToken(header, claims, key, fingerprint(token), expires_at)
+        # Read-only views: a cached token is shared by every later request.
+        return VerifiedToken(
+            MappingProxyType(header), MappingProxyType(claims), key, fingerprint(token), expires_at
+        )
 
     def _check_header(self, header: dict[str, Any]) -> str:
         alg = header.get("alg")
@@ -279,6 +302,13 @@ class Verifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise MissingClaim("claim 'sub' is missing or not a non-empty string")
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            # Out-of-range NumericDates (10**400, 1e999, NaN) would break float arithmetic;
+            # the comparison is exact for ints and false for NaN.
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if number and not abs(value) < _MAX_NUMERIC_DATE:  # type: ignore[arg-type]
+                raise InvalidToken(f"claim {name!r} is not a valid NumericDate (out of range)")
         now = self.clock()
         options: dict[str, Any] = {"exp": {"essential": True}} if s.require_exp else {}
         registry = JWTClaimsRegistry(now=int(now), leeway=int(s.leeway), **options)

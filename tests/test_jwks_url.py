@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -46,7 +47,7 @@ from authsvc.keys.base import (
 )
 from authsvc.keys.jwks_url import JwksUrlProvider
 from authsvc.plugins import PluginContext
-from authsvc.remote_cache import MemoryCache, RemoteCache, make_remote_cache
+from authsvc.remote_cache import MemoryCache, RedisCache, RemoteCache
 from authsvc.verifier import Verifier
 
 SettingsFactory = Callable[..., Settings]
@@ -251,14 +252,20 @@ def test_fetched_at_start_up_and_verifies(
     assert described["url"] == server.url
     assert described["keys"] == [
         {"kid": "k1", "kty": "EC", "algorithms": ["ES256"]},
-        {"kid": "r1", "kty": "RSA", "algorithms": ["PS256", "PS384", "PS512", "RS256", "RS384", "RS512"]},
+        {
+            "kid": "r1",
+            "kty": "RSA",
+            "algorithms": ["PS256", "PS384", "PS512", "RS256", "RS384", "RS512"],
+        },
     ]
     assert described["last_error"] is None
     assert described["age"] == 0
     assert described["ttl"] == 600
 
 
-def test_request_headers(server: JwksServer, make_instance: MakeInstance, keys: dict[str, Key]) -> None:
+def test_request_headers(
+    server: JwksServer, make_instance: MakeInstance, keys: dict[str, Key]
+) -> None:
     server.serve(jwks(keys["k1"]))
     make_instance()
     seen = server.seen[0]
@@ -297,8 +304,7 @@ def test_url_credentials_never_shown(
 def test_configuration_problems_raise(
     server: JwksServer, make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not used")
+    _context, ca = _self_signed(tmp_path)  # a real CA file: config.py checks it loads
     settings = make_settings(
         {
             "auth.jwt": {
@@ -522,9 +528,13 @@ def _padded(document: dict[str, Any], size: int) -> bytes:
             id="html-200",
         ),
         pytest.param({"body": b'{"keys": [}'}, "not JSON", id="invalid-json"),
-        pytest.param({"body": b'{"issuer": "x"}'}, 'expected an object with a "keys" array', id="not-a-jwks"),
+        pytest.param(
+            {"body": b'{"issuer": "x"}'}, 'expected an object with a "keys" array', id="not-a-jwks"
+        ),
         pytest.param({"body": b'{"keys": []}'}, "no usable key in the set", id="empty-set"),
-        pytest.param({"oversized": True}, "larger than jwk_set_max_bytes (4096 bytes)", id="oversized"),
+        pytest.param(
+            {"oversized": True}, "larger than jwk_set_max_bytes (4096 bytes)", id="oversized"
+        ),
         pytest.param(
             {"oversized": True, "stream": True},
             "larger than jwk_set_max_bytes (4096 bytes)",
@@ -642,6 +652,20 @@ def test_cache_ttl_0_fetches_for_each_lookup(
     assert inst.provider.health().state == "stale"
 
 
+def test_cache_ttl_0_without_stale_serving(
+    server: JwksServer, make_instance: MakeInstance, keys: dict[str, Key], clock: FakeClock
+) -> None:
+    server.serve(jwks(keys["k1"]))
+    provider = make_instance(cache_ttl="0", jwk_set_max_stale="0").provider
+    clock.advance(5)
+    assert provider.get_key("k1") is not None
+    assert provider.health().state == "ok"
+    server.serve(b"oops", status=500, content_type="text/plain")
+    with pytest.raises(KeysUnavailable, match="HTTP 500"):
+        provider.get_key("k1")
+    assert provider.health().state == "failing"
+
+
 # --------------------------------------------------------------------------- bearer token, TLS
 def test_bearer_token_file_is_read_before_every_fetch(
     server: JwksServer, make_instance: MakeInstance, keys: dict[str, Key], tmp_path: Path
@@ -746,7 +770,7 @@ def test_instances_share_the_document_and_the_cooldown_through_redis(
     remote = make_settings(
         {"remote_cache": {"type": "redis", "connstr": f"addr=127.0.0.1:6379,db={redis_db}"}}
     ).remote_cache
-    caches = [make_remote_cache(remote, clock), make_remote_cache(remote, clock)]
+    caches = [RedisCache(remote, clock), RedisCache(remote, clock)]
     try:
         server.serve(jwks(keys["k1"]))
         first = make_instance(cache=caches[0], jwk_set_refresh_cooldown="30s")
@@ -769,7 +793,34 @@ def test_instances_share_the_document_and_the_cooldown_through_redis(
         assert server.count == 3
     finally:
         for cache in caches:
-            cache.close()  # type: ignore[attr-defined]
+            cache.close()
+
+
+def test_an_unreachable_redis_does_not_fail_verification(
+    server: JwksServer,
+    make_instance: MakeInstance,
+    make_settings: SettingsFactory,
+    keys: dict[str, Key],
+    clock: FakeClock,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    remote = make_settings(
+        {"remote_cache": {"type": "redis", "connstr": f"addr=127.0.0.1:{port},db=0"}}
+    ).remote_cache
+    cache = RedisCache(remote, clock)
+    try:
+        server.serve(jwks(keys["k1"]))
+        inst = make_instance(cache=cache)
+        server.serve(jwks(keys["k1"], keys["k2"]))
+        assert inst.verify(token(keys["k2"], clock.now)) == "alice"
+        server.serve(jwks(keys["k1"], keys["k2"], keys["k3"]))
+        with pytest.raises(InvalidToken, match="kid 'k3' not in key set"):
+            inst.verify(token(keys["k3"], clock.now))  # the cooldown holds in this process
+        assert server.count == 2
+    finally:
+        cache.close()
 
 
 def test_a_new_instance_falls_back_to_the_shared_set(

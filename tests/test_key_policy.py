@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from tokens import (
     FakeClock,
@@ -44,10 +43,6 @@ from authsvc.keys.base import (
 from authsvc.keys.jwks import parse_key_set
 from authsvc.verifier import Verifier
 
-SECURITY_WARNING_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG-3: joserfc's SecurityWarning decides the refusal (or escapes) under -W error",
-)
 # The policy tests below check what is refused; BUG-3's own tests check how.
 IGNORE_JOSERFC_WARNINGS = pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
 
@@ -104,12 +99,9 @@ def test_rsa_modulus_under_2048_bits_is_dropped_from_a_jwks(keys: Keys) -> None:
     small = rsa_jwk(short_rsa().public_numbers().n, kid="small")
     parsed = parse_key_set(jwks(small, public_jwk(keys.rsa, "good")), ALGORITHMS)
     assert list(parsed.keys) == ["good"]
-    assert parsed.refused == (
-        "key 'small': RSA modulus of 1024 bits is too short (at least 2048)",
-    )
+    assert parsed.refused == ("key 'small': RSA modulus of 1024 bits is too short (at least 2048)",)
 
 
-@SECURITY_WARNING_BUG
 def test_a_short_rsa_jwk_is_refused_by_our_policy_whatever_the_warning_filters() -> None:
     # Under filterwarnings=error joserfc's "Key size should be >= 2048 bits" warning is
     # raised inside parse_key_set, which reports it as "not a valid JWK"; in production
@@ -146,7 +138,9 @@ def _der_integer(value: int) -> bytes:
     return b"\x02" + _der_length(len(body)) + body
 
 
-def test_rsa_exponent_one_is_refused_in_a_pem(keys: Keys, make_settings: Any, tmp_path: Path) -> None:
+def test_rsa_exponent_one_is_refused_in_a_pem(
+    keys: Keys, make_settings: Any, tmp_path: Path
+) -> None:
     import base64
 
     n = keys.rsa.public_key.public_numbers().n
@@ -220,7 +214,9 @@ def test_roca_weak_modulus_is_recognised(keys: Keys) -> None:
 
 
 def test_roca_weak_key_is_refused_in_a_jwks(keys: Keys) -> None:
-    parsed = parse_key_set(jwks(rsa_jwk(roca_modulus(), kid="tpm"), public_jwk(keys.rsa, "ok")), ALGORITHMS)
+    parsed = parse_key_set(
+        jwks(rsa_jwk(roca_modulus(), kid="tpm"), public_jwk(keys.rsa, "ok")), ALGORITHMS
+    )
     assert list(parsed.keys) == ["ok"]
     assert parsed.refused == (
         "key 'tpm': RSA modulus is ROCA-weak (CVE-2017-15361); replace the key",
@@ -278,14 +274,22 @@ def test_hmac_secret_shorter_than_sha256_output_is_refused(make_settings: Any, l
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SecurityWarning,
-    reason="BUG-3: joserfc's SecurityWarning escapes HmacSecretProvider under -W error",
-)
 @pytest.mark.parametrize("length", [1, 13])
-def test_a_very_short_hmac_secret_is_refused_cleanly(make_settings: Any, length: int) -> None:
-    startup_error(make_settings, {"hmac_secret": "s" * length})
+def test_a_very_short_hmac_secret_is_a_keyerror(make_settings: Any, length: int) -> None:
+    message = startup_error(make_settings, {"hmac_secret": "s" * length})
+    assert message.startswith("[auth.jwt] hmac_secret: ")
+
+
+@pytest.mark.parametrize("length", [1, 13])
+def test_a_very_short_hmac_secret_is_refused_by_our_policy_whatever_the_warning_filters(
+    make_settings: Any, length: int
+) -> None:
+    # joserfc warns below 14 bytes; under -W error that warning becomes the reason.
+    message = startup_error(make_settings, {"hmac_secret": "s" * length})
+    assert message == (
+        f"[auth.jwt] hmac_secret: key (no kid): HMAC secret of {length} bytes is too short "
+        "(at least 32)"
+    )
 
 
 def test_an_empty_hmac_secret_is_refused(make_settings: Any) -> None:
@@ -296,23 +300,20 @@ def test_an_empty_hmac_secret_is_refused(make_settings: Any) -> None:
         HmacSecretProvider.from_config(PluginContext(make_settings({"auth.jwt": {}})))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG-4: a public key PEM as hmac_secret raises joserfc's bare ValueError",
-)
 def test_a_public_key_as_hmac_secret_is_a_keyerror(keys: Keys, make_settings: Any) -> None:
     pem = keys.rsa.as_pem(private=False).decode()
     settings = make_settings({"auth.jwt": {"hmac_secret": pem}})
     from authsvc.keys.hmac_secret import HmacSecretProvider
     from authsvc.plugins import PluginContext
 
-    with pytest.raises(KeyError_, match=r"\[auth\.jwt\] hmac_secret"):
+    # RS/HS confusion by configuration: a public key is not a shared secret.
+    with pytest.raises(KeyError_, match=r"^\[auth\.jwt\] hmac_secret: not usable as a shared"):
         HmacSecretProvider.from_config(PluginContext(settings))
 
 
 @pytest.mark.parametrize(
-    ("length", "algorithms"), [(32, {"HS256"}), (48, {"HS256", "HS384"}), (64, set(("HS256", "HS384", "HS512")))]
+    ("length", "algorithms"),
+    [(32, {"HS256"}), (48, {"HS256", "HS384"}), (64, set(("HS256", "HS384", "HS512")))],
 )
 def test_oct_jwk_length_decides_its_algorithms(length: int, algorithms: set[str]) -> None:
     parsed = parse_key_set(jwks({"kty": "oct", "k": b64u(b"k" * length), "kid": "o"}), ALGORITHMS)
@@ -336,16 +337,22 @@ def test_oct_jwk_alg_beyond_its_length_is_dropped() -> None:
 
 
 # --------------------------------------------------------------------------- key sets
-def test_a_key_set_mixing_oct_and_asymmetric_keys_is_refused(keys: Keys, make_settings: Any) -> None:
+def test_a_key_set_mixing_oct_and_asymmetric_keys_is_refused(
+    keys: Keys, make_settings: Any
+) -> None:
     document = jwks(public_jwk(keys.rsa, "r"), {"kty": "oct", "k": b64u(b"k" * 32), "kid": "o"})
     with pytest.raises(KeyError_, match=r"mixes symmetric \(oct\) and asymmetric keys"):
         parse_key_set(document, ALGORITHMS)
     message = startup_error(make_settings, jwks_value_cfg(document))
-    assert message == "[auth.jwt] jwk_set_value: the key set mixes symmetric (oct) and asymmetric keys"
+    assert (
+        message == "[auth.jwt] jwk_set_value: the key set mixes symmetric (oct) and asymmetric keys"
+    )
 
 
 def test_a_key_set_mixing_asymmetric_types_is_fine(keys: Keys) -> None:
-    document = jwks(public_jwk(keys.rsa, "r"), public_jwk(keys.ec384, "e"), public_jwk(keys.ed, "d"))
+    document = jwks(
+        public_jwk(keys.rsa, "r"), public_jwk(keys.ec384, "e"), public_jwk(keys.ed, "d")
+    )
     parsed = parse_key_set(document, ALGORITHMS)
     assert parsed.refused == ()
     assert {kid: set(k.algorithms) for kid, k in parsed.keys.items()} == {
@@ -377,11 +384,17 @@ def test_duplicate_kids_are_a_startup_error_in_a_configured_set(
 ) -> None:
     document = jwks(public_jwk(keys.rsa, "dup"), public_jwk(keys.rsa2, "dup"))
     message = startup_error(make_settings, jwks_file_cfg(tmp_path, document))
-    assert message == "[auth.jwt] jwk_set_file: key 'dup': duplicate kid, every key with it is refused"
+    assert (
+        message == "[auth.jwt] jwk_set_file: key 'dup': duplicate kid, every key with it is refused"
+    )
 
 
 BAD_JWKS = [
-    ("use-enc", lambda k: public_jwk(k.rsa, "k1", use="enc"), "key 'k1': use 'enc' does not allow verification"),
+    (
+        "use-enc",
+        lambda k: public_jwk(k.rsa, "k1", use="enc"),
+        "key 'k1': use 'enc' does not allow verification",
+    ),
     (
         "key_ops-encrypt",
         lambda k: public_jwk(k.rsa, "k1", key_ops=["encrypt"]),
@@ -392,12 +405,36 @@ BAD_JWKS = [
         lambda k: public_jwk(k.ec256, "k1", key_ops=["sign"]),
         "key 'k1': key_ops ['sign'] do not include verify",
     ),
-    ("rs256-on-ec", lambda k: public_jwk(k.ec256, "k1", alg="RS256"), "key 'k1': alg RS256 does not fit a EC key"),
-    ("es384-on-p256", lambda k: public_jwk(k.ec256, "k1", alg="ES384"), "key 'k1': alg ES384 does not fit a EC key"),
-    ("es256-on-p521", lambda k: public_jwk(k.ec521, "k1", alg="ES256"), "key 'k1': alg ES256 does not fit a EC key"),
-    ("hs256-on-rsa", lambda k: public_jwk(k.rsa, "k1", alg="HS256"), "key 'k1': alg HS256 does not fit a RSA key"),
-    ("es256-on-okp", lambda k: public_jwk(k.ed, "k1", alg="ES256"), "key 'k1': alg ES256 does not fit a OKP key"),
-    ("none-on-rsa", lambda k: public_jwk(k.rsa, "k1", alg="none"), "key 'k1': alg none does not fit a RSA key"),
+    (
+        "rs256-on-ec",
+        lambda k: public_jwk(k.ec256, "k1", alg="RS256"),
+        "key 'k1': alg RS256 does not fit a EC key",
+    ),
+    (
+        "es384-on-p256",
+        lambda k: public_jwk(k.ec256, "k1", alg="ES384"),
+        "key 'k1': alg ES384 does not fit a EC key",
+    ),
+    (
+        "es256-on-p521",
+        lambda k: public_jwk(k.ec521, "k1", alg="ES256"),
+        "key 'k1': alg ES256 does not fit a EC key",
+    ),
+    (
+        "hs256-on-rsa",
+        lambda k: public_jwk(k.rsa, "k1", alg="HS256"),
+        "key 'k1': alg HS256 does not fit a RSA key",
+    ),
+    (
+        "es256-on-okp",
+        lambda k: public_jwk(k.ed, "k1", alg="ES256"),
+        "key 'k1': alg ES256 does not fit a OKP key",
+    ),
+    (
+        "none-on-rsa",
+        lambda k: public_jwk(k.rsa, "k1", alg="none"),
+        "key 'k1': alg none does not fit a RSA key",
+    ),
     (
         "x25519",
         lambda k: public_jwk(OKPKey.generate_key("X25519"), "k1"),
@@ -413,24 +450,39 @@ BAD_JWKS = [
         lambda k: public_jwk(ECKey.generate_key("secp256k1"), "k1"),
         "key 'k1': EC curve secp256k1 is not supported",
     ),
-    ("private-rsa", lambda k: dict(k.rsa.as_dict(private=True), kid="k1"), "key 'k1': is a private key; publish the public key"),
-    ("private-ec", lambda k: dict(k.ec256.as_dict(private=True), kid="k1"), "key 'k1': is a private key; publish the public key"),
+    (
+        "private-rsa",
+        lambda k: dict(k.rsa.as_dict(private=True), kid="k1"),
+        "key 'k1': is a private key; publish the public key",
+    ),
+    (
+        "private-ec",
+        lambda k: dict(k.ec256.as_dict(private=True), kid="k1"),
+        "key 'k1': is a private key; publish the public key",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("make", "reason"), [(m, r) for _, m, r in BAD_JWKS], ids=[i for i, _, _ in BAD_JWKS])
+@pytest.mark.parametrize(
+    ("make", "reason"), [(m, r) for _, m, r in BAD_JWKS], ids=[i for i, _, _ in BAD_JWKS]
+)
 def test_a_bad_jwk_is_dropped_with_its_kid_and_reason(keys: Keys, make: Any, reason: str) -> None:
     parsed = parse_key_set(jwks(make(keys), public_jwk(keys.rsa2, "good")), ALGORITHMS)
     assert list(parsed.keys) == ["good"]
     assert parsed.refused == (reason,)
 
 
-@pytest.mark.parametrize(("make", "reason"), [(m, r) for _, m, r in BAD_JWKS], ids=[i for i, _, _ in BAD_JWKS])
+@pytest.mark.parametrize(
+    ("make", "reason"), [(m, r) for _, m, r in BAD_JWKS], ids=[i for i, _, _ in BAD_JWKS]
+)
 def test_a_bad_jwk_in_a_configured_set_is_a_startup_error(
     keys: Keys, make_settings: Any, make: Any, reason: str
 ) -> None:
     document = jwks(make(keys), public_jwk(keys.rsa2, "good"))
-    assert startup_error(make_settings, jwks_value_cfg(document)) == f"[auth.jwt] jwk_set_value: {reason}"
+    assert (
+        startup_error(make_settings, jwks_value_cfg(document))
+        == f"[auth.jwt] jwk_set_value: {reason}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -438,7 +490,9 @@ def test_a_bad_jwk_in_a_configured_set_is_a_startup_error(
     [{"use": "sig"}, {"key_ops": ["verify"]}, {"key_ops": ["sign", "verify"]}, {"alg": "PS384"}],
     ids=["use-sig", "key_ops-verify", "key_ops-sign-verify", "alg"],
 )
-def test_verification_friendly_jwk_parameters_are_accepted(keys: Keys, extra: dict[str, Any]) -> None:
+def test_verification_friendly_jwk_parameters_are_accepted(
+    keys: Keys, extra: dict[str, Any]
+) -> None:
     parsed = parse_key_set(jwks(public_jwk(keys.rsa, "k1", **extra)), ALGORITHMS)
     assert parsed.refused == ()
     assert "k1" in parsed.keys
@@ -449,7 +503,10 @@ def test_verification_friendly_jwk_parameters_are_accepted(keys: Keys, extra: di
     [
         ({"kty": "RSA", "kid": "k1"}, "key 'k1': not a valid JWK"),
         ({"kty": "nope", "kid": "k1"}, "key 'k1': not a valid JWK"),
-        ({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "k1"}, "key 'k1': not a valid JWK"),
+        (
+            {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "k1"},
+            "key 'k1': not a valid JWK",
+        ),
         ({"kty": "RSA", "kid": 7}, "key 7: kid must be a string"),
         ("a string", "key (no kid): not a JSON object"),
     ],
@@ -496,6 +553,8 @@ def test_allowed_algorithms_directly(keys: Keys) -> None:
     assert allowed_algorithms(RSAKey.import_key(public_jwk(keys.rsa)), "k", ("RS256", "ES256")) == {
         "RS256"
     }
-    assert allowed_algorithms(ECKey.import_key(public_jwk(keys.ec521)), None, ALGORITHMS) == {"ES512"}
+    assert allowed_algorithms(ECKey.import_key(public_jwk(keys.ec521)), None, ALGORITHMS) == {
+        "ES512"
+    }
     with pytest.raises(KeyError_, match=r"^key 'k': is a private key; configure the public key$"):
         allowed_algorithms(keys.rsa, "k", ALGORITHMS)

@@ -1,4 +1,4 @@
-"""``[remote_cache]``: the in-process cache and real Redis behave alike, and a dead Redis degrades."""
+"""``[remote_cache]``: memory and real Redis behave alike; a dead Redis degrades, never fails."""
 
 from __future__ import annotations
 

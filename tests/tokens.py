@@ -171,7 +171,7 @@ def self_signed_cert(key: Key, cn: str = "authsvc test signer") -> x509.Certific
     private = key.private_key
     assert private is not None
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -79,6 +79,17 @@ class KeyIds(Protocol):
 
 
 @runtime_checkable
+class KeyPresence(Protocol):
+    """Optional: answers from memory whether ``key`` is still in the set.
+
+    The verified-token cache asks this on every hit; providers whose
+    ``get_key`` may do I/O (``jwk_set_url`` with ``cache_ttl = 0``) implement it.
+    """
+
+    def holds(self, key: VerificationKey) -> bool: ...
+
+
+@runtime_checkable
 class UnknownKidRefresh(Protocol):
     """Optional: providers that may learn a new key when a token names an unknown kid.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from joserfc.jwk import OctKey
 
-from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms
+from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms, key_label
 from authsvc.plugins import PluginContext
 
 
@@ -20,11 +20,28 @@ class HmacSecretProvider:
         kid = jwt.key_id or None
         if not jwt.hmac_secret:
             raise KeyError_("[auth.jwt] hmac_secret: is empty")
-        key = OctKey.import_key(jwt.hmac_secret.encode(), {"kid": kid} if kid else None)
+        secret = jwt.hmac_secret.encode()
+        if len(secret) < 32:
+            # Checked before joserfc, which only warns about short secrets.
+            raise KeyError_(
+                f"[auth.jwt] hmac_secret: {key_label(kid)}: HMAC secret of {len(secret)} bytes "
+                "is too short (at least 32)"
+            )
+        if b"-----BEGIN" in secret or secret.startswith((b"ssh-", b"ecdsa-")):
+            raise KeyError_(
+                "[auth.jwt] hmac_secret: not usable as a shared secret: it looks like a key "
+                "(configure a public key with key_file)"
+            )
         try:
+            key = OctKey.import_key(secret, {"kid": kid} if kid else None)
             algs = allowed_algorithms(key, kid, jwt.algorithms)
         except KeyError_ as exc:
             raise KeyError_(f"[auth.jwt] hmac_secret: {exc}") from None
+        except ValueError as exc:
+            # joserfc refuses a PEM public key as an HMAC secret (the RS/HS confusion).
+            raise KeyError_(
+                f"[auth.jwt] hmac_secret: not usable as a shared secret: {exc}"
+            ) from None
         return cls(VerificationKey(kid, key, algs))
 
     def get_key(self, kid: str | None) -> VerificationKey | None:

@@ -6,12 +6,13 @@ key; a kid-less key is stored under None and matches only kid-less tokens.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc.errors import JoseError, SecurityWarning
+from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, OctKey
 
 from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms, key_label
@@ -52,6 +53,7 @@ def parse_key_set(
         try:
             if not isinstance(raw, Mapping):
                 raise KeyError_(f"{label}: not a JSON object")
+            _precheck(raw, label)
             key = JWKRegistry.import_key(dict(raw))
             if key.is_private and not isinstance(key, OctKey):
                 raise KeyError_(f"{label}: is a private key; publish the public key")
@@ -59,7 +61,7 @@ def parse_key_set(
         except KeyError_ as exc:
             refused.append(str(exc))
             continue
-        except (JoseError, ValueError, TypeError, KeyError, SecurityWarning) as exc:
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
             refused.append(f"{label}: not a valid JWK: {exc}")
             continue
         keys[kid] = VerificationKey(kid, key, algs)
@@ -67,3 +69,29 @@ def parse_key_set(
     if len(kinds) > 1:
         raise KeyError_("the key set mixes symmetric (oct) and asymmetric keys")
     return ParsedKeySet(keys, tuple(refused))
+
+
+def _b64_len(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return len(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except ValueError:
+        return None
+
+
+def _precheck(raw: Mapping[str, Any], label: str) -> None:
+    """Refuse short RSA moduli and HMAC secrets before joserfc sees them.
+
+    joserfc only *warns* about them; its warning would reach stderr on every
+    refresh (or escape as an exception where warnings are errors), while our
+    policy refuses them anyway, with a reason naming the key.
+    """
+    if raw.get("kty") == "RSA":
+        size = _b64_len(raw.get("n"))
+        if size is not None and size * 8 < 2040:
+            raise KeyError_(f"{label}: RSA modulus of {size * 8} bits is too short (at least 2048)")
+    elif raw.get("kty") == "oct":
+        size = _b64_len(raw.get("k"))
+        if size is not None and 0 < size < 32:  # empty: joserfc refuses it outright
+            raise KeyError_(f"{label}: HMAC secret of {size} bytes is too short (at least 32)")

@@ -164,6 +164,13 @@ class JwksUrlProvider:
             raise KeysUnavailable(self._unavailable_reason(keys, now))
         return keys.keys.get(kid)
 
+    def holds(self, key: VerificationKey) -> bool:
+        """Memory only: is ``key`` still in a usable set (for verified-token cache hits)."""
+        keys = self._set
+        if keys is None or (not self._no_cache and self._clock() >= keys.usable_until):
+            return False
+        return keys.keys.get(key.kid) is key
+
     def refresh(self) -> None:
         """Fetch the set now, bypassing the cooldown; raises KeysUnavailable saying why not."""
         with self._flight:
@@ -212,11 +219,14 @@ class JwksUrlProvider:
     def health(self) -> KeyState:
         keys = self._set
         now = self._clock()
-        if keys is None or now >= keys.usable_until:
+        if keys is None:
+            return KeyState("failing", self._unavailable_reason(keys, now))
+        if self._no_cache and not self._failures:
+            return KeyState("ok")  # the next lookup fetches a fresh set
+        if now >= keys.usable_until:
             return KeyState("failing", self._unavailable_reason(keys, now))
         # With cache_ttl = 0 every lookup fetches: the set is stale once a fetch failed.
-        stale = bool(self._failures) if self._no_cache else now >= keys.fetched_at + keys.ttl
-        if not stale:
+        if not self._no_cache and now < keys.fetched_at + keys.ttl:
             return KeyState("ok")
         detail = (
             f"serving the key set fetched {describe_duration(now - keys.fetched_at)} ago "
@@ -271,7 +281,8 @@ class JwksUrlProvider:
                     self._fetch_locked()
         keys = self._set
         now = self._clock()
-        if keys is None or now >= keys.usable_until:
+        # The latest fetch succeeded: its set is current, whatever jwk_set_max_stale says.
+        if keys is None or (self._failures and now >= keys.usable_until):
             raise KeysUnavailable(self._unavailable_reason(keys, now))
         return keys.keys.get(kid)
 
@@ -542,7 +553,7 @@ def _without_credentials(url: str) -> str:
 def _root_cause(exc: BaseException) -> str:
     """The innermost reason of a requests error, without urllib3's wrapping."""
     reason: BaseException = exc
-    while True:
+    for _ in range(8):
         inner = getattr(reason, "reason", None)
         if not isinstance(inner, BaseException):
             inner = (

@@ -9,13 +9,13 @@ never appears in the redirect or the log.
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify, redirect, request
 from werkzeug.wrappers import Response
 
 from authsvc.app import Service, service
-from authsvc.authn import Caller
+from authsvc.authn import QUERY_PARAM, Caller
 from authsvc.errors import Forbidden, IdentityDisabled, SessionInvalid, Unauthorized
 from authsvc.sessions.base import SessionRecord
 
@@ -33,6 +33,12 @@ def safe_redirect_target(target: str | None) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return "/"
+    if parts.query:
+        # The token must not travel on in the redirect (Grafana strips auth_token too).
+        kept = [
+            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != QUERY_PARAM
+        ]
+        target = urlunsplit(parts._replace(query=urlencode(kept)))
     return target
 
 
