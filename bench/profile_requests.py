@@ -1,9 +1,10 @@
-"""Where the time of one request goes: authsvc's WSGI app, in-process, profiled.
+"""Where the time of one request goes: authsvc's WSGI app, in-process, sampled by py-spy.
 
-Usage (from the project root)::
+Usage (from the project root; needs ``pip install py-spy`` in the venv)::
 
     /work/venv/bin/python bench/profile_requests.py [--db sqlite|postgres]
-        [--scenario verify-jwt|verify-cookie|login|all] [-n 3000] [--tree]
+        [--scenario verify-jwt|verify-cookie|login|all] [-n 3000] [--save DIR]
+    /work/venv/bin/python bench/profile_requests.py --collapsed FILE  # a py-spy raw file
 
 Builds the app as one ``authsvc serve`` worker does (``create_app``, not testing,
 log level info into a temp file) on a fresh SQLite file or PostgreSQL database,
@@ -15,10 +16,13 @@ environ (no HTTP server, no test client) for each scenario:
 * ``login``: ``POST /api/login/jwt`` for the existing user (http_bench d).
 
 For each it prints µs per request unprofiled (best of 5 loops), exact counts per
-request from cProfile (Python calls, SQL statements, ORM Sessions), and from
-pyinstrument's sampling (100 µs interval, less distortion than cProfile) the
-self time by component and the inclusive time of the pipeline's steps, both
-scaled to the unprofiled µs per request. Needs ``pip install pyinstrument``.
+request from cProfile (Python calls, SQL statements, ORM Sessions, pool
+checkouts), and, from py-spy sampling this process at 2 kHz without pausing it,
+the self time by component and the inclusive time of the pipeline's steps, as
+shares of the samples and scaled to the unprofiled µs per request. C code is
+sampled in its Python caller (the driver's time shows in SQLAlchemy's
+``do_execute``). ``--collapsed`` reads a py-spy ``--format raw`` file instead,
+e.g. one recorded from a live ``authsvc serve`` worker under wrk.
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ import contextlib
 import cProfile
 import io
 import json
+import os
 import pstats
+import re
 import secrets
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,58 +63,92 @@ COOKIE = "authsvc_session"
 PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 SCENARIOS = ("verify-jwt", "verify-cookie", "login")
 
-# Self time by component: the first rule whose path fragment (and function) matches.
-# C calls are sampled as self time of their Python caller: the driver's C time shows in
-# SQLAlchemy's do_execute / do_commit / fetch and pool's connection checks.
-_DRIVER_FUNCS = {"do_execute", "do_executemany", "do_commit", "do_rollback", "do_ping", "do_close"}
+# Self time by component: the first rule whose path fragment matches the sampled leaf frame.
+# C calls are sampled in their Python caller: the driver's C time shows in SQLAlchemy's
+# do_execute / do_commit / do_ping, hence their own row.
+DRIVER_FUNCS = {
+    "DefaultDialect.do_execute",
+    "DefaultDialect.do_executemany",
+    "DefaultDialect.do_execute_no_params",
+    "DefaultDialect.do_commit",
+    "DefaultDialect.do_rollback",
+    "DefaultDialect.do_ping",
+    "DefaultDialect.do_close",
+}
+DRIVER = "DB driver (C time in do_execute/do_commit/do_ping, psycopg)"
 COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("/psycopg", "DB driver (psycopg, and C time of do_execute/commit)"),
-    ("/sqlalchemy/orm/", "SQLAlchemy ORM"),
-    ("/sqlalchemy/pool/", "SQLAlchemy pool"),
-    ("/sqlalchemy/", "SQLAlchemy Core (engine, sql compile/cache, result)"),
-    ("/flask/", "Flask"),
-    ("/werkzeug/", "Werkzeug (request/response, headers, cookies)"),
-    ("/authsvc/verifier.py", "authsvc verifier"),
-    ("/authsvc/identity.py", "authsvc claims mapping"),
-    ("/jmespath/", "jmespath"),
-    ("/authsvc/", "authsvc (other)"),
-    ("/joserfc/", "joserfc"),
-    ("/cryptography/", "cryptography"),
-    ("/prometheus_client/", "prometheus_client (metrics)"),
-    ("/logging/", "logging"),
-    ("/json/", "json"),
-    ("/random.py", "random/secrets"),
-    ("/secrets.py", "random/secrets"),
+    ("psycopg", DRIVER),
+    ("sqlalchemy/orm/", "SQLAlchemy ORM"),
+    ("sqlalchemy/pool/", "SQLAlchemy pool"),
+    ("sqlalchemy/", "SQLAlchemy Core (engine, sql, result)"),
+    ("flask/", "Flask"),
+    ("werkzeug/", "Werkzeug (request/response, headers, cookies)"),
+    ("authsvc/verifier.py", "authsvc verifier"),
+    ("authsvc/identity.py", "authsvc claims mapping"),
+    ("jmespath/", "jmespath"),
+    ("authsvc/", "authsvc (other)"),
+    ("joserfc/", "joserfc"),
+    ("cryptography/", "cryptography"),
+    ("prometheus_client/", "prometheus_client (metrics)"),
+    ("logging/", "logging"),
+    ("json/", "json"),
+    ("contextlib.py", "contextlib"),
+    ("threading.py", "threading"),
+    ("granian", "granian"),
 )
 
-# Inclusive time of named steps: (label, path fragment, function name).
+# Inclusive time of named steps: (label, path fragment, function as py-spy names it).
 STEPS: tuple[tuple[str, str, str], ...] = (
-    ("Flask.wsgi_app (whole request)", "/flask/app.py", "wsgi_app"),
-    ("  before_request hook (_start)", "/authsvc/app.py", "_start"),
-    ("  after_request hook (_finish, metrics)", "/authsvc/app.py", "_finish"),
-    ("  view function", "/authsvc/views/", "verify"),
-    ("  view function", "/authsvc/views/", "login_jwt"),
-    ("    Authenticator.caller", "/authsvc/authn.py", "caller"),
-    ("    JWTAuthenticator.extract", "/authsvc/authn.py", "extract"),
-    ("    Verifier.verify", "/authsvc/verifier.py", "verify"),
-    ("    ClaimsMapper.identity", "/authsvc/identity.py", "identity"),
-    ("    Authenticator._write (transaction)", "/authsvc/authn.py", "_write"),
-    ("      provisioner.provision", "/authsvc/provisioning/", "provision"),
-    ("        UserStore.linked (SELECT user JOIN link)", "/authsvc/users.py", "linked"),
-    ("        UserStore.sync", "/authsvc/users.py", "sync"),
-    ("      SessionLifecycle.start (INSERT session)", "/authsvc/sessions/lifecycle.py", "start"),
-    ("      ORM Session.commit", "/sqlalchemy/orm/session.py", "commit"),
-    ("      ORM Session.close", "/sqlalchemy/orm/session.py", "close"),
-    ("    Authenticator.from_session", "/authsvc/authn.py", "from_session"),
-    ("      SessionLifecycle.resume (store.lookup)", "/authsvc/sessions/lifecycle.py", "resume"),
-    ("      ORM Session.get(User)", "/sqlalchemy/orm/session.py", "get"),
-    ("    logging (Logger.info)", "/logging/__init__.py", "info"),
-    ("    jsonify", "/flask/json/__init__.py", "jsonify"),
-    ("    set_cookie", "/werkzeug/sansio/response.py", "set_cookie"),
-    ("SQLAlchemy do_execute (driver execute)", "/sqlalchemy/engine/default.py", "do_execute"),
-    ("SQLAlchemy pool checkout", "/sqlalchemy/pool/base.py", "_checkout"),
-    ("SQLAlchemy pool checkin", "/sqlalchemy/pool/base.py", "_finalize_fairy"),
+    ("Flask.wsgi_app (whole request)", "flask/app.py", "Flask.wsgi_app"),
+    ("  request context push/pop", "flask/app.py", "Flask.request_context"),
+    ("  before_request hook (_start)", "authsvc/app.py", "_install_request_hooks.<locals>._start"),
+    (
+        "  after_request hook (_finish: metrics)",
+        "authsvc/app.py",
+        "_install_request_hooks.<locals>._finish",
+    ),
+    ("  view: verify", "authsvc/views/forward_auth.py", "verify"),
+    ("  view: login_jwt", "authsvc/views/login.py", "login_jwt"),
+    ("    Authenticator.caller", "authsvc/authn.py", "Authenticator.caller"),
+    ("      JWTAuthenticator.extract", "authsvc/authn.py", "JWTAuthenticator.extract"),
+    ("      Verifier.verify", "authsvc/verifier.py", "Verifier.verify"),
+    ("      ClaimsMapper.identity", "authsvc/identity.py", "ClaimsMapper.identity"),
+    ("      Authenticator._write (transaction)", "authsvc/authn.py", "Authenticator._write"),
+    (
+        "        sessionmaker.begin (new ORM Session)",
+        "sqlalchemy/orm/session.py",
+        "sessionmaker.begin",
+    ),
+    ("        find_and_sync (provisioning)", "authsvc/provisioning/base.py", "find_and_sync"),
+    ("          UserStore.linked (SELECT user JOIN link)", "authsvc/users.py", "UserStore.linked"),
+    ("          UserStore.sync", "authsvc/users.py", "UserStore.sync"),
+    (
+        "        SessionLifecycle.start (INSERT session)",
+        "authsvc/sessions/lifecycle.py",
+        "SessionLifecycle.start",
+    ),
+    ("        SessionTransaction.commit", "sqlalchemy/orm/session.py", "SessionTransaction.commit"),
+    ("        Session.close", "sqlalchemy/orm/session.py", "Session.close"),
+    ("      Authenticator.from_session", "authsvc/authn.py", "Authenticator.from_session"),
+    (
+        "        SessionLifecycle.resume (lookup)",
+        "authsvc/sessions/lifecycle.py",
+        "SessionLifecycle.resume",
+    ),
+    ("        Session.get(User)", "sqlalchemy/orm/session.py", "Session.get"),
+    ("    logging: Logger.info", "logging/__init__.py", "Logger.info"),
+    ("    jsonify", "flask/json/__init__.py", "jsonify"),
+    ("    Response.set_cookie", "werkzeug/sansio/response.py", "Response.set_cookie"),
+    (
+        "any: DefaultDialect.do_execute (driver)",
+        "sqlalchemy/engine/default.py",
+        "DefaultDialect.do_execute",
+    ),
+    ("any: pool checkout (+ pre-ping)", "sqlalchemy/pool/base.py", "_ConnectionFairy._checkout"),
+    ("any: pool checkin", "sqlalchemy/pool/base.py", "_finalize_fairy"),
+    ("any: prometheus labels()", "prometheus_client/metrics.py", "MetricWrapperBase.labels"),
 )
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 # ------------------------------------------------------------------ the app
@@ -236,52 +278,103 @@ def counts(call: Callable[[], int], n: int) -> dict[str, float]:
     }
 
 
-def component(file_path: str, function: str) -> str:
-    path = file_path.replace("\\", "/")
-    if path.endswith("sqlalchemy/engine/default.py") and function in _DRIVER_FUNCS:
-        return "DB driver (psycopg, and C time of do_execute/commit)"
+def component(file: str, function: str) -> str:
+    if function in DRIVER_FUNCS:
+        return DRIVER
     for fragment, name in COMPONENTS:
-        if fragment in path:
+        if fragment in file:
             return name
-    if "site-packages" in path:
+    if "site-packages" in file:
         return "other libraries"
     return "Python stdlib / builtins (other)"
 
 
-def sampled(call: Callable[[], int], n: int) -> tuple[dict[str, float], dict[str, float], Any]:
-    """Self time by component and inclusive time by step, as fractions of the profiled time."""
-    from pyinstrument import Profiler
-
-    profiler = Profiler(interval=0.0001)
-    profiler.start()
-    for _ in range(n):
-        call()
-    session = profiler.stop()
-    root = session.root_frame(trim_stem=False)
-    total = root.time if root is not None else 0.0
-    by_component: dict[str, float] = {}
-    by_step: dict[str, float] = {}
-
-    def walk(frame: Any, active: frozenset[str]) -> None:
-        path = frame.file_path or ""
-        name = component(path, frame.function)
-        by_component[name] = by_component.get(name, 0.0) + frame.total_self_time
-        now_active = active
-        for label, fragment, function in STEPS:
-            if function == frame.function and fragment in path and label not in active:
-                by_step[label] = by_step.get(label, 0.0) + frame.time
-                now_active = now_active | {label}
-        for child in frame.children:
-            if not child.is_synthetic:
-                walk(child, now_active)
-
-    if root is not None:
-        walk(root, frozenset())
+def read_collapsed(lines: Iterator[str]) -> tuple[dict[str, float], dict[str, float], int]:
+    """Self time by component, inclusive time by step (shares), and the sample count."""
+    by_component: dict[str, int] = {}
+    by_step: dict[str, int] = {}
+    total = 0
+    for line in lines:
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = []
+        for raw in stack.split(";"):
+            m = _FRAME.match(raw)
+            frames.append((m["func"], m["file"]) if m else (raw, ""))
+        total += count
+        leaf_func, leaf_file = frames[-1]
+        name = component(leaf_file, leaf_func)
+        by_component[name] = by_component.get(name, 0) + count
+        seen = set()
+        for func, file in frames:
+            for label, fragment, function in STEPS:
+                if label not in seen and func == function and fragment in file:
+                    seen.add(label)
+                    by_step[label] = by_step.get(label, 0) + count
     scale = 1.0 / total if total else 0.0
     return (
         {k: v * scale for k, v in by_component.items()},
         {k: v * scale for k, v in by_step.items()},
-        profiler,
+        total,
+    )
+
+
+def sampled(
+    call: Callable[[], int], n: int, out: Path
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Run ``n`` calls while py-spy samples this process; the collapsed stacks go to ``out``."""
+    spy = Path(sys.executable).parent / "py-spy"
+    cmd = [str(spy), "record", "--pid", str(os.getpid()), "--rate", "2000", "--nonblocking"]
+    cmd += ["--format", "raw", "--output", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # "Sampling process ..." once attached
+        if "Sampling" not in first:
+            raise RuntimeError(f"py-spy did not start: {first.strip()}")
+        for _ in range(n):
+            call()
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    with out.open() as f:
+        return read_collapsed(iter(f))
+
+
+def print_profile(
+    title: str,
+    by_component: dict[str, float],
+    by_step: dict[str, float],
+    samples: int,
+    us: float | None,
+) -> None:
+    scaled = "≈ µs/request" if us else ""
+    print(f"\n{title}: {samples} samples")
+    ranked = sorted(by_component.items(), key=lambda kv: -kv[1])
+    print(
+        render_table(
+            ("self time by component", "share", scaled),
+            [(k, f"{v:.1%}", f"{v * us:,.0f}" if us else "") for k, v in ranked if v >= 0.005],
+            right=frozenset({1, 2}),
+        )
+    )
+    print()
+    print(
+        render_table(
+            ("inclusive time by step", "share", scaled),
+            [
+                (label, f"{by_step[label]:.1%}", f"{by_step[label] * us:,.0f}" if us else "")
+                for label, _fragment, _function in STEPS
+                if by_step.get(label, 0) >= 0.002
+            ],
+            right=frozenset({1, 2}),
+        )
     )
 
 
@@ -291,7 +384,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="all")
     p.add_argument("-n", type=int, default=3000, help="requests per measurement [3000]")
-    p.add_argument("--tree", action="store_true", help="also print pyinstrument's call tree")
+    p.add_argument("--save", type=Path, help="keep the py-spy raw stacks in this directory")
+    p.add_argument("--collapsed", type=Path, help="only summarise this py-spy --format raw file")
     args = p.parse_args(argv)
     if not 10 <= args.n <= 100_000:
         p.error("-n must be within 10..100000")
@@ -300,13 +394,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.collapsed is not None:
+        with args.collapsed.open() as f:
+            print_profile(str(args.collapsed), *read_collapsed(iter(f)), us=None)
+        return 0
     key = RSAKey.generate_key(2048, {"kid": "bench"})
     token = make_token(key)
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     with (
         tempfile.TemporaryDirectory(prefix="profile_requests_") as tmp,
         database(args.db) as url,
-        open(Path(tmp) / "authsvc.log", "w") as log_file,
+        (Path(tmp) / "authsvc.log").open("w") as log_file,
     ):
         app = build_app(Path(tmp), url, key, log_file)
         cookie = set_cookie_value(app, token)
@@ -317,49 +415,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             "login": wsgi_caller(app, "POST", "/api/login/jwt", {HEADER: token}),
         }
+        save = args.save or Path(tmp)
+        save.mkdir(parents=True, exist_ok=True)
         for name in scenarios:
             call = calls[name]
             for _ in range(200):  # warm-up: caches, pool, statement cache
                 assert call() == 200
             us = per_request_us(call, args.n)
             count = counts(call, args.n)
-            by_component, by_step, profiler = sampled(call, args.n)
             print(f"\n=== {name} ({args.db}): {us:,.0f} µs/request in-process, unprofiled ===")
             print(
                 render_table(
-                    ("per request", "count"),
+                    ("per request (cProfile)", "count"),
                     [(k, f"{v:,.1f}") for k, v in count.items()],
                     right=frozenset({1}),
                 )
             )
-            print()
-            ranked = sorted(by_component.items(), key=lambda kv: -kv[1])
-            print(
-                render_table(
-                    ("self time by component (sampled)", "share", "≈ µs/request"),
-                    [(k, f"{v:.1%}", f"{v * us:,.0f}") for k, v in ranked if v >= 0.005],
-                    right=frozenset({1, 2}),
-                )
-            )
-            print()
-            step_rows = []
-            for label, _fragment, _function in STEPS:
-                share = by_step.get(label)
-                if share and label not in {r[0] for r in step_rows}:
-                    step_rows.append((label, f"{share:.1%}", f"{share * us:,.0f}"))
-            print(
-                render_table(
-                    ("inclusive time by step (sampled)", "share", "≈ µs/request"),
-                    step_rows,
-                    right=frozenset({1, 2}),
-                )
-            )
-            if args.tree:
-                print(profiler.output_text(unicode=True, color=False, show_all=False))
+            stacks = save / f"{name}-{args.db}.pyspy.txt"
+            print_profile(f"py-spy, {stacks.name}", *sampled(call, args.n, stacks), us=us)
         app.extensions["authsvc"].close()
     print(
-        f"\n{args.n} requests per measurement; python {sys.version.split()[0]}. Shares are of "
-        "the sampled time; µs/request = share x the unprofiled figure."
+        f"\n{args.n} requests per measurement; python {sys.version.split()[0]}; load average "
+        f"{os.getloadavg()[0]:.1f}. Shares are of py-spy's samples; µs/request = share x the "
+        "unprofiled figure."
     )
     return 0
 

@@ -68,7 +68,7 @@ from tokens import (
 from werkzeug import Request, Response
 
 from authsvc.config import ConfigError
-from authsvc.errors import AuthsvcError, InvalidToken, KeysUnavailable
+from authsvc.errors import AuthsvcError, KeysUnavailable
 from authsvc.keys.base import KeyDescription, KeyError_, KeyProvider
 from authsvc.verifier import Verifier
 

@@ -498,6 +498,19 @@ def test_url_login_never_redirects_off_site(service: Callable[..., Instance], ta
     assert set_cookie(response) is not None
 
 
+def test_url_login_strips_the_token_from_the_redirect_target(
+    service: Callable[..., Instance],
+) -> None:
+    s = service()
+    token = s.token("alice")
+    target = f"/d/abc?auth_token={token}&x=1"
+
+    response = s.client.get("/login", query_string={"auth_token": token, "redirect_to": target})
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/d/abc?x=1"
+
+
 def test_url_login_without_redirect_to_goes_home(service: Callable[..., Instance]) -> None:
     s = service()
     response = s.client.get("/login", query_string={"auth_token": s.token("alice")})
