@@ -157,7 +157,8 @@ class Authenticator:
             user = self._provision(tx, result.identity)
             token, record = self.sessions.start(
                 user.id,
-                token_exp=result.token.expires_at,
+                # The claim itself: expires_at adds the verification leeway.
+                token_exp=_exp(result.token),
                 auth_module=AUTH_MODULE,
                 subject=result.identity.subject,
                 user_agent=user_agent,
@@ -184,14 +185,21 @@ class Authenticator:
 
     def from_session(self, cookie: str) -> Caller:
         """The caller a session cookie stands for; SessionInvalid / IdentityDisabled otherwise."""
-        resumed = self.sessions.resume(cookie)
-        with self.db() as db:
-            user = db.get(User, resumed.record.user_id)
-        if user is None:
-            raise SessionInvalid("the session's user no longer exists")
-        if user.disabled:
-            raise IdentityDisabled(f"user {user.login!r} (id {user.id}) is disabled")
-        return Caller(user, "session", session=resumed.record, new_session_token=resumed.new_token)
+        found: list[User] = []
+
+        def admit(record: SessionRecord) -> None:
+            with self.db() as db:
+                user = db.get(User, record.user_id)
+            if user is None:
+                raise SessionInvalid("the session's user no longer exists")
+            if user.disabled:
+                raise IdentityDisabled(f"user {user.login!r} (id {user.id}) is disabled")
+            found.append(user)
+
+        resumed = self.sessions.resume(cookie, admit)
+        return Caller(
+            found[0], "session", session=resumed.record, new_session_token=resumed.new_token
+        )
 
     def _write(self, work: Callable[[DbSession], _T]) -> _T:
         """Run ``work`` in a transaction; retry when a concurrent first login won the race.
@@ -223,6 +231,11 @@ class Authenticator:
                     raise
             time.sleep(random.uniform(0.002, 0.02) * (attempt + 1))  # noqa: S311 (jitter)
         raise AssertionError("unreachable")
+
+
+def _exp(token: VerifiedToken) -> float | None:
+    exp = token.claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 def user_json(user: User, **extra: Any) -> dict[str, Any]:

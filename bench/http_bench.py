@@ -167,17 +167,41 @@ class Bench:
         self.args = args
         self.tmp = tmp
 
-    def wrk(self, server: Server, path: str, connections: int, script: Path) -> WrkResult:
+    def wrk(self, server: Server, path: str, connections: int, script: Path, tag: str) -> WrkResult:
         a = self.args
         url = f"http://{HOST}:{server.port}{path}"
         threads = min(a.threads, connections)
         if a.warmup:
             run_wrk(url, a.warmup, threads, connections, script)
-        result, raw = run_wrk(url, a.duration, threads, connections, script)
+        with self.py_spy(server, f"{tag}-{script.stem}-c{connections}"):
+            result, raw = run_wrk(url, a.duration, threads, connections, script)
         if a.verbose:
             print(f"--- {path} -c{connections} ---\n{raw}", file=sys.stderr)
         server.check_alive()
         return result
+
+    @contextmanager
+    def py_spy(self, server: Server, name: str) -> Iterator[None]:
+        """With ``--py-spy DIR``: sample the server's processes during the measured run."""
+        if self.args.py_spy is None:
+            yield
+            return
+        self.args.py_spy.mkdir(parents=True, exist_ok=True)
+        out = self.args.py_spy / f"{name}.txt"
+        spy = Path(sys.executable).parent / "py-spy"
+        cmd = [str(spy), "record", "--pid", str(server.proc.pid), "--subprocesses"]
+        cmd += ["--nonblocking", "--rate", "250", "--duration", str(self.args.duration)]
+        cmd += ["--format", "raw", "--output", str(out)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)  # let it attach to every worker
+            yield
+        finally:
+            try:
+                proc.wait(timeout=self.args.duration + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def hello(self) -> Row:
         a = self.args
@@ -189,7 +213,7 @@ class Bench:
             with launch(cmd, port, self.tmp / "hello.log") as server:
                 server.wait_ready("/", EXPECTED_BODY)
                 script = lua_script(self.tmp / "hello.lua", "GET", {})
-                row.result = self.wrk(server, "/", a.connections, script)
+                row.result = self.wrk(server, "/", a.connections, script, "hello")
         except (ServerError, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
             row.error = f"{type(exc).__name__}: {exc}"
         return row
@@ -223,15 +247,21 @@ class Bench:
                     s / "verify_cookie.lua", "GET", {"Cookie": f"{COOKIE}={cookie}"}
                 )
                 post = lua_script(s / "login.lua", "POST", jwt_headers)
-                rows[0].result = self.wrk(server, "/api/auth/verify", a.connections, verify_jwt)
-                rows[1].result = self.wrk(server, "/api/auth/verify", a.connections, verify_cookie)
-                rows[2].result = self.wrk(server, "/api/login/jwt", a.connections, post)
-                rows[3].result = self.wrk(server, "/api/login/jwt", 4, post)
+                rows[0].result = self.wrk(
+                    server, "/api/auth/verify", a.connections, verify_jwt, database
+                )
+                rows[1].result = self.wrk(
+                    server, "/api/auth/verify", a.connections, verify_cookie, database
+                )
+                rows[2].result = self.wrk(server, "/api/login/jwt", a.connections, post, database)
+                rows[3].result = self.wrk(server, "/api/login/jwt", 4, post, database)
                 # Each paced connection sends one request per 16/rate seconds, latency included.
                 delay = PACED_CONNECTIONS * 1000 / a.rate - rows[3].result.p50_ms
                 paced = lua_script(s / "login_paced.lua", "POST", jwt_headers, delay)
                 rows[4].connections += f", {max(0, round(delay))} ms apart"
-                rows[4].result = self.wrk(server, "/api/login/jwt", PACED_CONNECTIONS, paced)
+                rows[4].result = self.wrk(
+                    server, "/api/login/jwt", PACED_CONNECTIONS, paced, database
+                )
         except (ServerError, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
             message = f"{type(exc).__name__}: {exc}"
             for r in rows:
@@ -294,6 +324,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=64, help="wrk connections [64]")
     p.add_argument("--rate", type=int, default=LOGIN_RATE_TARGET, help="paced logins/s [1000]")
     p.add_argument("--verbose", action="store_true", help="print raw wrk output to stderr")
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record py-spy stacks of the servers during each measured run into DIR "
+        "(summarise with profile_requests.py --collapsed; costs the server some CPU)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1

@@ -94,6 +94,8 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("json/", "json"),
     ("contextlib.py", "contextlib"),
     ("threading.py", "threading"),
+    ("random.py", "random / os.urandom (request id)"),
+    ("secrets.py", "random / os.urandom (request id)"),
     ("granian", "granian"),
 )
 
@@ -128,7 +130,6 @@ STEPS: tuple[tuple[str, str, str], ...] = (
         "SessionLifecycle.start",
     ),
     ("        SessionTransaction.commit", "sqlalchemy/orm/session.py", "SessionTransaction.commit"),
-    ("        Session.close", "sqlalchemy/orm/session.py", "Session.close"),
     ("      Authenticator.from_session", "authsvc/authn.py", "Authenticator.from_session"),
     (
         "        SessionLifecycle.resume (lookup)",
@@ -145,6 +146,7 @@ STEPS: tuple[tuple[str, str, str], ...] = (
         "DefaultDialect.do_execute",
     ),
     ("any: pool checkout (+ pre-ping)", "sqlalchemy/pool/base.py", "_ConnectionFairy._checkout"),
+    ("any: ORM Session.close", "sqlalchemy/orm/session.py", "Session.close"),
     ("any: pool checkin", "sqlalchemy/pool/base.py", "_finalize_fairy"),
     ("any: prometheus labels()", "prometheus_client/metrics.py", "MetricWrapperBase.labels"),
 )
@@ -240,6 +242,17 @@ def per_request_us(call: Callable[[], int], n: int) -> float:
     return min(loops)
 
 
+# Exact per-request counts: (label, path fragment, function names) of what cProfile saw called.
+COUNTED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("SQL statements (do_execute)", "sqlalchemy/engine/default.py", ("do_execute",)),
+    ("COMMITs (do_commit)", "sqlalchemy/engine/default.py", ("do_commit",)),
+    ("ORM Sessions created (sessionmaker())", "sqlalchemy/orm/session.py", ("__call__",)),
+    ("pool checkouts", "sqlalchemy/pool/base.py", ("_checkout",)),
+    ("pool pre-pings (do_ping)", "sqlalchemy/", ("do_ping",)),
+    ("PostgreSQL round trips (psycopg waits)", "psycopg/connection.py", ("wait",)),
+)
+
+
 def counts(call: Callable[[], int], n: int) -> dict[str, float]:
     profile = cProfile.Profile()
     profile.enable()
@@ -247,40 +260,19 @@ def counts(call: Callable[[], int], n: int) -> dict[str, float]:
         call()
     profile.disable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    calls = sum(nc for (_cc, nc, _tt, _ct, _callers) in stats.values())
-    sql = sum(
-        v[1]
-        for (file, _line, func), v in stats.items()
-        if file.endswith("sqlalchemy/engine/default.py")
-        and func in ("do_execute", "do_executemany", "do_execute_no_params")
-    )
-    sessions = sum(
-        v[1]
-        for (file, _line, func), v in stats.items()
-        if file.endswith("sqlalchemy/orm/session.py") and func == "__init__"
-    )
-    commits = sum(
-        v[1]
-        for (file, _line, func), v in stats.items()
-        if file.endswith("sqlalchemy/engine/default.py") and func == "do_commit"
-    )
-    checkouts = sum(
-        v[1]
-        for (file, _line, func), v in stats.items()
-        if file.endswith("sqlalchemy/pool/base.py") and func == "_checkout"
-    )
-    return {
-        "Python function calls": calls / n,
-        "SQL statements (do_execute)": sql / n,
-        "COMMITs (do_commit)": commits / n,
-        "ORM Sessions created": sessions / n,
-        "pool checkouts": checkouts / n,
-    }
+    out = {"Python function calls": sum(v[1] for v in stats.values()) / n}
+    for label, fragment, functions in COUNTED:
+        out[label] = (
+            sum(v[1] for (f, _l, fn), v in stats.items() if fragment in f and fn in functions) / n
+        )
+    return out
 
 
 def component(file: str, function: str) -> str:
     if function in DRIVER_FUNCS:
         return DRIVER
+    if not file and function.startswith(("process ", "thread ")):
+        return "native, no Python frame (granian's runtime)"
     for fragment, name in COMPONENTS:
         if fragment in file:
             return name

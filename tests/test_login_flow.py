@@ -354,13 +354,6 @@ def test_a_disabled_user_is_refused_by_session_and_by_jwt(service: Callable[...,
     assert s.call(session).status_code == 200  # disabling does not revoke; enabling restores
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SessionLifecycle.resume rotates before Authenticator.from_session checks "
-    "the user, so a disabled user's due request rotates the session and the new token "
-    "is dropped with the 401; once re-enabled, the session is dead (session.invalid) "
-    "although nobody revoked it",
-)
 def test_a_re_enabled_user_keeps_the_session_a_refused_request_would_have_rotated(
     service: Callable[..., Instance],
 ) -> None:
@@ -420,10 +413,6 @@ LOCAL_TARGETS = [
     pytest.param("/explore?left=%7B%22a%22%3A1%7D", id="encoded-query"),
 ]
 
-ENCODED_SLASHES = (
-    "bug: a percent-encoded '//' or '\\' in the path is kept; Grafana decodes the "
-    "path before its '//' and backslash checks and refuses these"
-)
 FOREIGN_TARGETS = [
     pytest.param("https://evil.com", id="absolute-https"),
     pytest.param("http://evil.com/d/abc", id="absolute-http"),
@@ -444,17 +433,14 @@ FOREIGN_TARGETS = [
     pytest.param(
         "/%2F%2Fevil.com?",
         id="encoded-double-slash",
-        marks=pytest.mark.xfail(strict=True, reason=ENCODED_SLASHES),
     ),
     pytest.param(
         "/%2f%2fevil.com",
         id="encoded-double-slash-lowercase",
-        marks=pytest.mark.xfail(strict=True, reason=ENCODED_SLASHES),
     ),
     pytest.param(
         "/%5Cevil.com",
         id="encoded-backslash",
-        marks=pytest.mark.xfail(strict=True, reason=ENCODED_SLASHES),
     ),
     pytest.param(" //evil.com", id="leading-space"),
     pytest.param("\t//evil.com", id="leading-tab"),
@@ -666,12 +652,6 @@ def test_cross_origin_reads_by_cookie_are_allowed(service: Callable[..., Instanc
     assert response.status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a cookie request refused by the CSRF check still rotates the session, "
-    "but check_origin raises before the new token is queued for the response, so the "
-    "user's cookie dies when the 60 s grace ends (a cross-site POST logs the victim out)",
-)
 def test_a_refused_cross_origin_request_does_not_cost_the_user_the_session(
     service: Callable[..., Instance],
 ) -> None:

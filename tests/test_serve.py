@@ -84,12 +84,18 @@ class Server:
             time.sleep(0.1)
         pytest.fail(f"no 200 from /api/health within {START_TIMEOUT}s:\n{self.output()}")
 
-    def wait_for_output(self, text: str) -> None:
-        deadline = time.monotonic() + STOP_TIMEOUT
+    def wait_for_output(self, text: str, timeout: float = STOP_TIMEOUT) -> None:
+        """Poll the server's output (granian's log lines included) for ``text``."""
+        deadline = time.monotonic() + timeout
         while text not in self.output():
             if time.monotonic() > deadline:
-                pytest.fail(f"{text!r} not logged within {STOP_TIMEOUT}s:\n{self.output()}")
-            time.sleep(0.05)
+                pytest.fail(f"{text!r} not logged within {timeout}s:\n{self.output()}")
+            time.sleep(0.01)
+
+    def wait_workers_started(self, workers: int) -> None:
+        """The first 200 comes from the first worker up; the others may still be booting."""
+        for n in range(1, workers + 1):
+            self.wait_for_output(f"Started worker-{n}\n", START_TIMEOUT)
 
     def terminate(self) -> int:
         """SIGTERM, then the exit status; fails if the process takes longer than STOP_TIMEOUT."""
@@ -157,9 +163,24 @@ def test_serve_answers_and_stops_on_sigterm(
     server = serve(f"cfg:server.workers={workers}", *database)
 
     response = server.wait_healthy()
+    server.wait_workers_started(workers)
 
     assert response.json() == HEALTHY
     assert response.headers["X-Request-Id"]
+    assert server.terminate() == 0
+    server.assert_port_closed()
+
+
+@pytest.mark.xfail(
+    strict=False,  # timing-dependent: it passes when the workers were up before the signal
+    reason="granian forks workers that inherit its main SIGTERM handler: a SIGTERM while a "
+    "worker boots is lost and the stop waits workers_kill_timeout (30s); see report",
+)
+def test_sigterm_while_workers_start(serve: ServeFactory) -> None:
+    """A SIGTERM during start-up (a rollout that changes its mind) stops the service promptly."""
+    server = serve("cfg:server.workers=2")
+    server.wait_for_output("Spawning worker-2", START_TIMEOUT)
+
     assert server.terminate() == 0
     server.assert_port_closed()
 

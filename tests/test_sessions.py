@@ -341,16 +341,6 @@ def test_rotation_sets_a_new_cookie_and_the_old_one_works_for_the_grace_period(
 def test_a_token_two_rotations_old_is_refused(
     harness: Callable[..., Harness], store: StoreUnderTest, request: pytest.FixtureRequest
 ) -> None:
-    if store.name == "redis":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: RedisSessionStore.lookup treats any token whose tok: key is "
-                "still in Redis as the previous token (its wall-clock TTL, not "
-                "prev_token_hash, decides), so a token two rotations old is revived "
-                "with the newest rotation's grace period",
-            )
-        )
     h = harness()
     first = h.login("alice")
     h.clock.advance(10 * MINUTE)
@@ -508,12 +498,6 @@ def test_session_lifetime_from_token_caps_the_session_at_the_tokens_exp(
         assert h.call(session).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the session is capped at exp + [auth.jwt] leeway (VerifiedToken.expires_at), "
-    "so it outlives the token's exp by the leeway; CONTRACT: 'a session never outlives "
-    "the token's exp'",
-)
 def test_session_lifetime_from_token_does_not_add_the_leeway(
     harness: Callable[..., Harness],
 ) -> None:

@@ -68,8 +68,12 @@ class SessionLifecycle:
             tx=tx,
         )
 
-    def resume(self, token: str) -> Resumed:
-        """The live session for a cookie's token, rotating it when due; else SessionInvalid."""
+    def resume(self, token: str, admit: Callable[[SessionRecord], object] | None = None) -> Resumed:
+        """The live session for a cookie's token, rotating it when due; else SessionInvalid.
+
+        ``admit`` runs before any write (rotation, touch) and may refuse by raising:
+        a refused request must not rotate a session whose new token it cannot deliver.
+        """
         record = self.store.lookup(token)
         if record is None:
             raise SessionInvalid("session not found: unknown, logged out or revoked")
@@ -85,9 +89,13 @@ class SessionLifecycle:
                 f"session idle for {describe_duration(now - record.seen_at)} "
                 f"(limit {describe_duration(idle)})"
             )
+        if record.matched_previous and (
+            record.prev_valid_until is None or now > record.prev_valid_until
+        ):
+            raise SessionInvalid("session token was replaced by rotation")
+        if admit is not None:
+            admit(record)
         if record.matched_previous:
-            if record.prev_valid_until is None or now > record.prev_valid_until:
-                raise SessionInvalid("session token was replaced by rotation")
             return Resumed(record, None)
         interval = self.settings.token_rotation_interval
         if interval and now - record.rotated_at >= interval:

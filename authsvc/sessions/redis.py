@@ -131,8 +131,8 @@ class RedisSessionStore:
             return None
         sid_text = _text(sid)
         data = _fields(self.r.hgetall(f"{_P}sess:{sid_text}"))
-        if not data:
-            return None
+        if digest not in (data.get("token_hash"), data.get("prev_token_hash")):
+            return None  # gone, or a token older than the previous one
         return self._record(sid_text, data, digest)
 
     def rotate(self, record: SessionRecord, token: str, now: float, grace: float) -> str | None:
@@ -143,6 +143,10 @@ class RedisSessionStore:
             args=[old, token_hash(new), repr(now + grace), repr(now), record.id, _ms(grace)],
         )
         return new if done == 1 else None
+
+    def close(self) -> None:
+        """Release the connection pool (Service.close)."""
+        self.r.close()
 
     def touch(self, record: SessionRecord, now: float) -> None:
         key = f"{_P}sess:{record.id}"

@@ -9,7 +9,7 @@ never appears in the redirect or the log.
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify, redirect, request
 from werkzeug.wrappers import Response
@@ -33,11 +33,16 @@ def safe_redirect_target(target: str | None) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return "/"
-    if parts.query:
-        # The token must not travel on in the redirect (Grafana strips auth_token too).
-        kept = [
-            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != QUERY_PARAM
-        ]
+    # Browsers do not decode %2F or %5C in a path, but routers and proxies behind us
+    # may: refuse what turns into "//host" or "/\\host" once decoded (as Grafana does).
+    path = unquote(parts.path)
+    if path.startswith("//") or "\\" in path or not path.isprintable():
+        return "/"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == QUERY_PARAM for k, _ in pairs):
+        # The token must not travel on in the redirect (Grafana strips auth_token too);
+        # other query strings are kept exactly as written.
+        kept = [(k, v) for k, v in pairs if k != QUERY_PARAM]
         target = urlunsplit(parts._replace(query=urlencode(kept)))
     return target
 
@@ -88,10 +93,16 @@ def current_caller(*, sessions: bool = True) -> Caller:
     """The caller of this request; renews the cookie after a rotation (see after_request)."""
     svc = service()
     caller = svc.authn.caller(request, sessions=sessions)
+    # Queued before any check can refuse the request: the rotation is stored already,
+    # and a response without the new token would log the user out after the grace period.
+    _queue_rotated(caller)
     check_origin(svc, caller)
+    return caller
+
+
+def _queue_rotated(caller: Caller) -> None:
     if caller.new_session_token and caller.session is not None:
         request.environ["authsvc.rotated"] = (caller.new_session_token, caller.session)
-    return caller
 
 
 @bp.after_app_request
@@ -167,7 +178,11 @@ def _logout(svc: Service) -> None:
         if record is not None:
             svc.sessions.store.revoke(record.id)
         return
-    check_origin(svc, caller)
+    try:
+        check_origin(svc, caller)
+    except Forbidden:
+        _queue_rotated(caller)  # the session lives on: keep its new token
+        raise
     if caller.session is not None:
         svc.sessions.store.revoke(caller.session.id)
 
