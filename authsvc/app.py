@@ -296,9 +296,13 @@ def _install_error_handlers(app: Flask) -> None:
         if exc.code == 404:
             return error_response(NotFound(f"no route {request.method} {request.path}"))
         if exc.code == 405:
-            return error_response(
+            response = error_response(
                 MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
             )
+            allowed = getattr(exc, "valid_methods", None)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+            return response
         body = {
             "message": exc.name,
             "messageId": f"api.{exc.name.lower().replace(' ', '_')}",

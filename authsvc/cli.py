@@ -275,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return EXIT_CONFIG
     except (FileExistsError, FileNotFoundError, ValueError, StartupError, PluginError) as exc:
         print(f"authsvc: {exc}", file=sys.stderr)

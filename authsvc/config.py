@@ -144,8 +144,10 @@ class Problem:
 class ConfigError(Exception):
     """The configuration cannot be used; carries every problem found."""
 
-    def __init__(self, problems: Sequence[Problem | str]) -> None:
+    def __init__(self, problems: Sequence[Problem | str], warnings: Sequence[str] = ()) -> None:
         self.problems = [str(p) for p in problems]
+        self.warnings = list(warnings)
+        """Warnings found on the way (unknown keys...): shown beside the problems."""
         super().__init__("\n".join(self.problems))
 
 
@@ -674,7 +676,7 @@ def load_settings(
     settings = _build(reader, home, tuple(files), tuple(warnings), tuple(applied))
     problems.extend(reader.problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     return settings
 
 

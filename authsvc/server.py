@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
 
@@ -66,6 +67,10 @@ def serve(
     os.environ[_STATE_ENV] = json.dumps(
         {"homepath": str(settings.homepath), "config": config, "args": list(cfg_args)}
     )
+    # Spawned, not forked, workers: a forked worker inherits granian's main-process
+    # SIGTERM handler and loses a SIGTERM that arrives while it boots (the stop then
+    # waits workers_kill_timeout). Spawned workers also inherit no threads or locks.
+    multiprocessing.set_start_method("spawn", force=True)
     workers = worker_count(settings)
     log.info(
         "serving",

@@ -171,11 +171,6 @@ def test_serve_answers_and_stops_on_sigterm(
     server.assert_port_closed()
 
 
-@pytest.mark.xfail(
-    strict=False,  # timing-dependent: it passes when the workers were up before the signal
-    reason="granian forks workers that inherit its main SIGTERM handler: a SIGTERM while a "
-    "worker boots is lost and the stop waits workers_kill_timeout (30s); see report",
-)
 def test_sigterm_while_workers_start(serve: ServeFactory) -> None:
     """A SIGTERM during start-up (a rollout that changes its mind) stops the service promptly."""
     server = serve("cfg:server.workers=2")
