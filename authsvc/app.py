@@ -34,7 +34,7 @@ from authsvc.provisioning.base import UserProvisioner
 from authsvc.remote_cache import make_remote_cache
 from authsvc.sessions.base import SessionStore
 from authsvc.sessions.lifecycle import SessionLifecycle
-from authsvc.users import SyncPolicy
+from authsvc.users import SyncPolicy, UserReader
 from authsvc.verifier import Verifier
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ def create_app(
         sessions=lifecycle,
         cookie_name=settings.auth.login_cookie_name,
         clock=clock,
+        reader=UserReader(engine),
     )
     svc = Service(
         settings=settings,

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from flask import Request
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -34,7 +34,14 @@ from authsvc.models import User
 from authsvc.provisioning.base import UserProvisioner
 from authsvc.sessions.base import SessionRecord
 from authsvc.sessions.lifecycle import SessionLifecycle
-from authsvc.users import AUTH_MODULE, SyncPolicy, UserStore
+from authsvc.users import (
+    AUTH_MODULE,
+    SyncPolicy,
+    UserReader,
+    UserRecord,
+    UserStore,
+    pending_changes,
+)
 from authsvc.verifier import VerifiedToken, Verifier, fingerprint
 
 log = logging.getLogger(__name__)
@@ -54,7 +61,7 @@ class JWTResult:
 class Caller:
     """Who made a request, and how they proved it."""
 
-    user: User
+    user: UserRecord
     via: str
     """``jwt`` or ``session``."""
     jwt: JWTResult | None = None
@@ -119,6 +126,7 @@ class Authenticator:
         sessions: SessionLifecycle,
         cookie_name: str,
         clock: Callable[[], float],
+        reader: UserReader,
     ) -> None:
         self.jwt = jwt
         self.provisioner = provisioner
@@ -127,6 +135,7 @@ class Authenticator:
         self.sessions = sessions
         self.cookie_name = cookie_name
         self.clock = clock
+        self.reader = reader
 
     # ------------------------------------------------------------------ entry points
     def caller(self, request: Request, *, sessions: bool = True) -> Caller:
@@ -144,16 +153,29 @@ class Authenticator:
             token_presented=False,
         )
 
-    def resolve(self, result: JWTResult) -> User:
-        """The user a verified token stands for, provisioned as a login would; no session."""
-        return self._write(lambda tx: self._provision(tx, result.identity))
+    def resolve(self, result: JWTResult) -> UserRecord:
+        """The user a verified token stands for, provisioned as a login would; no session.
+
+        Fast path (every forward-auth request): one DB-API read of the linked user;
+        when the token would change nothing, that is the answer. Otherwise, and for
+        provisioners that do not declare ``trusts_linked_users``, the full
+        provisioning transaction runs.
+        """
+        identity = result.identity
+        if getattr(self.provisioner, "trusts_linked_users", False):
+            current = self.reader.linked(identity.subject)
+            if current is not None and not pending_changes(current, identity, self.policy):
+                if current.disabled:
+                    raise IdentityDisabled(f"user {current.login!r} (id {current.id}) is disabled")
+                return current
+        return self._write(lambda tx: UserRecord.of(self._provision(tx, identity)))
 
     def login(
         self, result: JWTResult, *, user_agent: str = "", client_ip: str = ""
-    ) -> tuple[User, str, SessionRecord]:
+    ) -> tuple[UserRecord, str, SessionRecord]:
         """Provision the user and start a session, in one transaction."""
 
-        def work(tx: DbSession) -> tuple[User, str, SessionRecord]:
+        def work(tx: DbSession) -> tuple[UserRecord, str, SessionRecord]:
             user = self._provision(tx, result.identity)
             token, record = self.sessions.start(
                 user.id,
@@ -165,7 +187,7 @@ class Authenticator:
                 client_ip=client_ip,
                 tx=tx,
             )
-            return user, token, record
+            return UserRecord.of(user), token, record
 
         user, token, record = self._write(work)
         log.info(
@@ -185,11 +207,10 @@ class Authenticator:
 
     def from_session(self, cookie: str) -> Caller:
         """The caller a session cookie stands for; SessionInvalid / IdentityDisabled otherwise."""
-        found: list[User] = []
+        found: list[UserRecord] = []
 
         def admit(record: SessionRecord) -> None:
-            with self.db() as db:
-                user = db.get(User, record.user_id)
+            user = self.reader.by_id(record.user_id)
             if user is None:
                 raise SessionInvalid("the session's user no longer exists")
             if user.disabled:
@@ -236,7 +257,3 @@ class Authenticator:
 def _exp(token: VerifiedToken) -> float | None:
     exp = token.claims.get("exp")
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
-
-
-def user_json(user: User, **extra: Any) -> dict[str, Any]:
-    return {**user.to_json(), **extra}

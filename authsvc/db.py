@@ -62,6 +62,38 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+class RawQuery:
+    """A SELECT compiled once for the engine's dialect and run through the DB-API.
+
+    For the per-request reads only: the ORM and Core execution cost ~10x the
+    query itself on SQLite (~175 µs against ~18 µs a lookup).
+    """
+
+    def __init__(self, engine: Engine, stmt: Any) -> None:
+        self.engine = engine
+        compiled = stmt.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional else None
+        )
+
+    def first(self, **params: Any) -> Any:
+        """The first row as a tuple, or None."""
+        args: Any = tuple(params[n] for n in self.order) if self.order is not None else params
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(self.sql, args)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            conn.commit()  # end the read transaction the driver may have opened
+        finally:
+            conn.close()
+        return row
+
+
 def session_factory(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
 

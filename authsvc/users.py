@@ -7,13 +7,15 @@ nothing at all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Engine, bindparam, func, or_, select
 from sqlalchemy.orm import Session as DbSession
 
+from authsvc.db import RawQuery
 from authsvc.errors import UserConflict
 from authsvc.identity import Identity
 from authsvc.models import AuthLink, User
@@ -29,6 +31,134 @@ class SyncPolicy:
     skip_role_sync: bool
     allow_assign_server_admin: bool
     link_existing_users: bool
+
+
+class UserLike(Protocol):
+    @property
+    def login(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def is_server_admin(self) -> bool: ...
+    @property
+    def groups(self) -> list[str]: ...
+
+
+def pending_changes(user: UserLike, identity: Identity, policy: SyncPolicy) -> dict[str, Any]:
+    """What a login with ``identity`` would change on ``user`` (empty: nothing to write)."""
+    changes: dict[str, Any] = {}
+    if identity.login and identity.login != user.login:
+        changes["login"] = identity.login
+    if identity.email and identity.email != (user.email or ""):
+        changes["email"] = identity.email
+    if identity.name and identity.name != user.name:
+        changes["name"] = identity.name
+    if not policy.skip_role_sync:
+        if identity.role_from_token and identity.role != user.role:
+            changes["role"] = identity.role
+        if (
+            policy.allow_assign_server_admin
+            and identity.is_server_admin is not None
+            and identity.is_server_admin != user.is_server_admin
+        ):
+            changes["is_server_admin"] = identity.is_server_admin
+    if identity.groups_from_token and list(identity.groups) != list(user.groups or []):
+        changes["groups"] = list(identity.groups)
+    return changes
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user as a request sees it: a detached, read-only copy."""
+
+    id: int
+    login: str
+    email: str | None
+    name: str
+    role: str
+    is_server_admin: bool
+    groups: list[str]
+    disabled: bool
+    auth_module: str
+
+    @classmethod
+    def of(cls, user: User) -> UserRecord:
+        return cls(
+            id=user.id,
+            login=user.login,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            is_server_admin=bool(user.is_server_admin),
+            groups=list(user.groups or []),
+            disabled=bool(user.disabled),
+            auth_module=user.auth_module,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The user JSON of CONTRACT §3."""
+        return {
+            "id": self.id,
+            "login": self.login,
+            "email": self.email or "",
+            "name": self.name,
+            "role": self.role,
+            "isServerAdmin": self.is_server_admin,
+            "groups": list(self.groups),
+            "authModule": self.auth_module,
+        }
+
+
+class UserReader:
+    """Reads one user per request through RawQuery: the hot path's only query."""
+
+    _COLUMNS = (
+        "id", "login", "email", "name", "role", "is_server_admin", "groups", "disabled",
+        "auth_module",
+    )  # fmt: skip
+
+    def __init__(self, engine: Engine) -> None:
+        users = User.__table__
+        links = AuthLink.__table__
+        cols = [users.c[name] for name in self._COLUMNS]
+        by_link = (
+            select(*cols)
+            .select_from(users.join(links, links.c.user_id == users.c.id))
+            .where(
+                links.c.provider == bindparam("provider"), links.c.subject == bindparam("subject")
+            )
+        )
+        self._by_link = RawQuery(engine, by_link)
+        self._by_id = RawQuery(engine, select(*cols).where(users.c.id == bindparam("id")))
+
+    @staticmethod
+    def _record(row: Any) -> UserRecord | None:
+        if row is None:
+            return None
+        groups = row[6]
+        if isinstance(groups, (str, bytes)):
+            groups = json.loads(groups)
+        return UserRecord(
+            id=row[0],
+            login=row[1],
+            email=row[2],
+            name=row[3],
+            role=row[4],
+            is_server_admin=bool(row[5]),
+            groups=list(groups or []),
+            disabled=bool(row[7]),
+            auth_module=row[8],
+        )
+
+    def linked(self, subject: str, provider: str = JWT_PROVIDER) -> UserRecord | None:
+        return self._record(self._by_link.first(provider=provider, subject=subject))
+
+    def by_id(self, user_id: int) -> UserRecord | None:
+        return self._record(self._by_id.first(id=user_id))
 
 
 class UserStore:
@@ -112,24 +242,7 @@ class UserStore:
 
     def sync(self, user: User, identity: Identity) -> bool:
         """Bring ``user`` in line with the token; True when anything changed (and was written)."""
-        changes: dict[str, Any] = {}
-        if identity.login and identity.login != user.login:
-            changes["login"] = identity.login
-        if identity.email and identity.email != (user.email or ""):
-            changes["email"] = identity.email
-        if identity.name and identity.name != user.name:
-            changes["name"] = identity.name
-        if not self.policy.skip_role_sync:
-            if identity.role_from_token and identity.role != user.role:
-                changes["role"] = identity.role
-            if (
-                self.policy.allow_assign_server_admin
-                and identity.is_server_admin is not None
-                and identity.is_server_admin != user.is_server_admin
-            ):
-                changes["is_server_admin"] = identity.is_server_admin
-        if identity.groups_from_token and list(identity.groups) != list(user.groups or []):
-            changes["groups"] = list(identity.groups)
+        changes = pending_changes(user, identity, self.policy)
         if not changes:
             return False
         if "login" in changes or "email" in changes:

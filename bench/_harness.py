@@ -45,6 +45,27 @@ def server_env() -> dict[str, str]:
     return env
 
 
+def code_version(repo: Path) -> str:
+    """Which authsvc was measured: the commit, and whether authsvc/ differs from it."""
+    git = ["git", "--no-optional-locks", "-C", str(repo)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return f"authsvc from {repo} (not a git checkout)"
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "authsvc"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return f"authsvc from {repo}"
+    changed = " + uncommitted changes in authsvc/" if dirty.stdout.strip() else ""
+    return f"authsvc at {head.stdout.strip()}{changed}"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))

@@ -49,6 +49,7 @@ from _harness import (
     Server,
     ServerError,
     WrkResult,
+    code_version,
     free_port,
     launch,
     render_table,
@@ -384,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "requests past wrk's 2 s timeout are not in the histogram, see 'errors'). 'vs hello' = "
         "req/s / hello req/s. The JWT is one RS256 token repeated (verified-token cache hit); "
         "every login writes a session row. "
-        f"Load average {os.getloadavg()[0]:.1f} at the end; {time.monotonic() - started:.0f}s."
+        f"{code_version(REPO)}. Load average {os.getloadavg()[0]:.1f} at the end; "
+        f"{time.monotonic() - started:.0f}s."
     )
     return 1 if any(r.error for r in rows) else 0
 

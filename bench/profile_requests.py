@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from _harness import render_table
+from _harness import code_version, render_table
 from flask import Flask
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
@@ -427,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_profile(f"py-spy, {stacks.name}", *sampled(call, args.n, stacks), us=us)
         app.extensions["authsvc"].close()
     print(
-        f"\n{args.n} requests per measurement; python {sys.version.split()[0]}; load average "
+        f"\n{code_version(REPO)}; {args.n} requests per measurement; python "
+        f"{sys.version.split()[0]}; load average "
         f"{os.getloadavg()[0]:.1f}. Shares are of py-spy's samples; µs/request = share x the "
         "unprofiled figure."
     )

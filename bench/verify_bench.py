@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _harness import render_table
+from _harness import code_version, render_table
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -264,9 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gc on). 'raw' = cryptography's verify of the same signature (RSA PKCS1v15 SHA-256; "
         "ECDSA with the signature converted to DER once, outside the loop; Ed25519) or "
         "hmac.compare_digest of HMAC-SHA256; ratio = best / raw best. Test-client rows include "
-        "werkzeug's test-client overhead and a SQLite transaction per JWT request. "
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f} at the end, {time.monotonic() - started:.0f}s."
+        "werkzeug's test-client overhead and the user lookup on SQLite. "
+        f"{code_version(REPO)}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} at the end, {time.monotonic() - started:.0f}s."
     )
     return 0
 

@@ -10,6 +10,10 @@ from authsvc.users import UserStore
 
 
 class AutoSignUpProvisioner:
+    # A linked user whose token changes nothing needs no provisioning: the hot
+    # path may answer from one read (authn.Authenticator.resolve).
+    trusts_linked_users = True
+
     def __init__(self, default_role: str) -> None:
         self.default_role = default_role
 

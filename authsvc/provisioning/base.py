@@ -16,6 +16,10 @@ from authsvc.users import UserStore
 
 @runtime_checkable
 class UserProvisioner(Protocol):
+    """Optional class attribute ``trusts_linked_users = True``: an already linked user
+    whose token would change nothing is taken as is, without calling ``provision``
+    (the forward-auth fast path). Leave it out when provisioning decides more."""
+
     def provision(self, identity: Identity, users: UserStore) -> User:
         """The user for ``identity``: found by its link (and synced), adopted, or created."""
         ...

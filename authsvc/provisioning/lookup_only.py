@@ -11,6 +11,10 @@ from authsvc.users import UserStore
 
 
 class LookupOnlyProvisioner:
+    # A linked user whose token changes nothing needs no provisioning: the hot
+    # path may answer from one read (authn.Authenticator.resolve).
+    trusts_linked_users = True
+
     @classmethod
     def from_config(cls, context: PluginContext) -> LookupOnlyProvisioner:
         return cls()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from authsvc.db import RawQuery
 from authsvc.models import Session
 from authsvc.plugins import PluginContext
 from authsvc.sessions.base import SessionRecord, new_token, token_hash
@@ -31,9 +32,26 @@ def _record(row: Session, matched_previous: bool = False) -> SessionRecord:
     )
 
 
+_COLUMNS = (
+    "id", "user_id", "auth_module", "created_at", "rotated_at", "seen_at", "expires_at",
+    "prev_valid_until", "user_agent", "client_ip", "subject", "token_hash",
+)  # fmt: skip
+
+
 class SqlSessionStore:
     def __init__(self, db: sessionmaker[DbSession]) -> None:
         self.db = db
+        table = Session.__table__
+        # Every request with a session cookie runs this one lookup: compiled once, DB-API.
+        self._lookup = RawQuery(
+            db.kw["bind"],  # the Engine this sessionmaker was built on
+            select(*(table.c[name] for name in _COLUMNS)).where(
+                or_(
+                    table.c.token_hash == bindparam("digest"),
+                    table.c.prev_token_hash == bindparam("digest"),
+                )
+            ),
+        )
 
     @classmethod
     def from_config(cls, context: PluginContext) -> SqlSessionStore:
@@ -75,15 +93,23 @@ class SqlSessionStore:
 
     def lookup(self, token: str) -> SessionRecord | None:
         digest = token_hash(token)
-        with self.db() as db:
-            row = db.scalars(
-                select(Session).where(
-                    or_(Session.token_hash == digest, Session.prev_token_hash == digest)
-                )
-            ).first()
-            if row is None:
-                return None
-            return _record(row, matched_previous=row.token_hash != digest)
+        row = self._lookup.first(digest=digest)
+        if row is None:
+            return None
+        return SessionRecord(
+            id=str(row[0]),
+            user_id=row[1],
+            auth_module=row[2],
+            created_at=row[3],
+            rotated_at=row[4],
+            seen_at=row[5],
+            expires_at=row[6],
+            prev_valid_until=row[7],
+            matched_previous=row[11] != digest,
+            user_agent=row[8],
+            client_ip=row[9],
+            subject=row[10],
+        )
 
     def rotate(self, record: SessionRecord, token: str, now: float, grace: float) -> str | None:
         new = new_token()
