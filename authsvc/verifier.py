@@ -13,12 +13,12 @@ until they expire or their key leaves the key set.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
 import math
 import re
+import string
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -77,19 +77,30 @@ def describe_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+_B64_VALUE = {
+    c: i for i, c in enumerate(string.ascii_uppercase + string.ascii_lowercase + "0123456789-_")
+}
+# Unused low bits of the last character, by segment length mod 4: must be zero.
+_SPARE_BITS = {0: 0, 2: 0x0F, 3: 0x03}
+
+
 def b64url_decode(segment: str, what: str) -> bytes:
-    """Strict base64url without padding, as RFC 7515 §2 requires."""
-    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+    """Strict base64url without padding, as RFC 7515 §2 requires.
+
+    Non-canonical encodings (stray low bits in the last character) are refused,
+    so that one token has exactly one spelling.
+    """
+    rest = len(segment) % 4
+    if rest == 1 or not _B64URL.match(segment):
         raise InvalidToken(f"malformed token: {what} is not base64url")
+    if rest and _B64_VALUE[segment[-1]] & _SPARE_BITS[rest]:
+        raise InvalidToken(f"malformed token: {what} is not canonical base64url")
+    padded = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + b"=" * (-rest % 4)
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(padded, strict_mode=True)
     except (binascii.Error, ValueError):
         raise InvalidToken(f"malformed token: {what} is not base64url") from None
-    # Non-canonical encodings (stray low bits in the last character) are refused,
-    # so that one token has exactly one spelling.
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != segment.encode():
-        raise InvalidToken(f"malformed token: {what} is not canonical base64url")
-    return data
 
 
 def _strip_alb_padding(token: str) -> str:
@@ -103,8 +114,9 @@ def _strip_alb_padding(token: str) -> str:
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """RFC 7515/7519: the UTF-8 encoding of a JSON object; NaN and Infinity are not JSON."""
     try:
-        value = json.loads(data, parse_constant=_refuse_constant)
+        value = _DECODER.decode(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidToken(f"malformed token: {what} is not JSON") from None
     if not isinstance(value, dict):
@@ -114,6 +126,9 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -157,6 +172,12 @@ class Verifier:
         self._cache_size = settings.verified_cache_size
         self._cache_lock = threading.Lock()
         self._presence = keys if isinstance(keys, KeyPresence) else None
+        # Built once; "now" is read from the clock at each validation.
+        self._claims_registry = JWTClaimsRegistry(
+            now=lambda: int(self.clock()),
+            leeway=int(settings.leeway),
+            **({"exp": {"essential": True}} if settings.require_exp else {}),  # type: ignore[arg-type]
+        )
         expected = dict(settings.expect_claims)
         self._expected_aud = expected.pop("aud", None)
         self._expected = expected
@@ -174,10 +195,10 @@ class Verifier:
                 ):
                     return hit
                 self._cache.pop(digest, None)
-            verified = self._verify(token)
+            verified = self._verify(token, digest)
             self._remember(digest, verified)
             return verified
-        return self._verify(token)
+        return self._verify(token, hashlib.sha256(token.encode()).digest())
 
     def _holds(self, key: VerificationKey) -> bool:
         """Is ``key`` still in the set? Memory only where the provider can say so."""
@@ -250,13 +271,17 @@ class Verifier:
             )
         return header, payload, key
 
-    def _verify(self, token: str) -> VerifiedToken:
+    def _verify(self, token: str, digest: bytes) -> VerifiedToken:
         header, payload, key = self.verify_signature(token)
         claims = _json_object(payload, "payload")
         expires_at = self._check_claims(claims)
         # Read-only views: a cached token is shared by every later request.
         return VerifiedToken(
-            MappingProxyType(header), MappingProxyType(claims), key, fingerprint(token), expires_at
+            MappingProxyType(header),
+            MappingProxyType(claims),
+            key,
+            "sha256:" + digest.hex()[:16],
+            expires_at,
         )
 
     def _check_header(self, header: dict[str, Any]) -> str:
@@ -310,10 +335,8 @@ class Verifier:
             if number and not abs(value) < _MAX_NUMERIC_DATE:  # type: ignore[arg-type]
                 raise InvalidToken(f"claim {name!r} is not a valid NumericDate (out of range)")
         now = self.clock()
-        options: dict[str, Any] = {"exp": {"essential": True}} if s.require_exp else {}
-        registry = JWTClaimsRegistry(now=int(now), leeway=int(s.leeway), **options)
         try:
-            registry.validate(claims)
+            self._claims_registry.validate(claims)
         except MissingClaimError:
             raise InvalidToken("claim 'exp' is missing ([auth.jwt] require_exp = true)") from None
         except ExpiredTokenError:
