@@ -7,7 +7,9 @@ process (as in the tests) share nothing.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import random
 import secrets
 import threading
@@ -232,25 +234,42 @@ class StartupError(Exception):
 
 
 def _install_request_hooks(app: Flask, svc: Service) -> None:
+    # Request ids: unique per process and cheap (no syscall per request); the pid
+    # prefix keeps workers apart, the random prefix keeps restarts apart.
+    prefix = f"{secrets.token_hex(3)}{os.getpid():x}-"
+    counter = itertools.count(1)
+    frame_options = None if svc.settings.security.allow_embedding else "deny"
+    # Per (route, status) metric children, found once: labels() takes a lock each call.
+    children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
     @app.before_request
     def _start() -> None:
         rid = request.headers.get("X-Request-Id", "")
         if not (0 < len(rid) <= 64 and rid.isascii() and rid.replace("-", "").isalnum()):
-            rid = secrets.token_hex(8)
+            rid = f"{prefix}{next(counter):x}"
         g.request_id = rid
         g.started = time.perf_counter()
         request_id.set(rid)
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id", "-")
-        if not svc.settings.security.allow_embedding:
-            response.headers.setdefault("X-Frame-Options", "deny")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        svc.metrics.requests.labels(route, str(response.status_code)).inc()
-        if "started" in g:
-            svc.metrics.latency.labels(route).observe(time.perf_counter() - g.started)
+        headers = response.headers
+        headers["X-Request-Id"] = g.get("request_id", "-")
+        if frame_options is not None:
+            headers["X-Frame-Options"] = frame_options
+        headers["X-Content-Type-Options"] = "nosniff"
+        rule = request.url_rule
+        key = (rule.rule if rule is not None else "unmatched", response.status_code)
+        pair = children.get(key)
+        if pair is None:
+            pair = children[key] = (
+                svc.metrics.requests.labels(key[0], str(key[1])),
+                svc.metrics.latency.labels(key[0]),
+            )
+        pair[0].inc()
+        started = g.get("started")
+        if started is not None:
+            pair[1].observe(time.perf_counter() - started)
         return response
 
 

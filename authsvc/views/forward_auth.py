@@ -8,7 +8,9 @@ disabled) but starts no session; a session cookie works too. 200 carries
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+import json
+
+from flask import Blueprint, Response, request
 
 from authsvc.config import ROLES
 from authsvc.errors import BadRequest, Forbidden
@@ -44,7 +46,10 @@ def verify() -> Response:
         subject = caller.jwt.identity.subject
     else:
         subject = caller.session.subject if caller.session is not None else ""
-    response = jsonify({**user.to_json(), "subject": subject})
+    # Built directly: jsonify's provider costs more than the rest of this view.
+    response = Response(
+        json.dumps({**user.to_json(), "subject": subject}), mimetype="application/json"
+    )
     response.headers["X-Auth-User"] = _header_safe(user.login)
     response.headers["X-Auth-Email"] = _header_safe(user.email or "")
     response.headers["X-Auth-Name"] = _header_safe(user.name)
