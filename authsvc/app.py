@@ -164,6 +164,7 @@ def create_app(
         cookie_name=settings.auth.login_cookie_name,
         clock=clock,
         reader=UserReader(engine),
+        serialize_writes=engine.dialect.name == "sqlite",
     )
     svc = Service(
         settings=settings,

@@ -9,12 +9,14 @@ session, committing user, link and session in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import Request
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -127,6 +129,7 @@ class Authenticator:
         cookie_name: str,
         clock: Callable[[], float],
         reader: UserReader,
+        serialize_writes: bool = False,
     ) -> None:
         self.jwt = jwt
         self.provisioner = provisioner
@@ -136,6 +139,9 @@ class Authenticator:
         self.cookie_name = cookie_name
         self.clock = clock
         self.reader = reader
+        # SQLite has one writer at a time; threads of one process queue on a lock
+        # instead of in SQLite's busy handler, whose sleeps inflate tail latency.
+        self._write_lock: Any = threading.Lock() if serialize_writes else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ entry points
     def caller(self, request: Request, *, sessions: bool = True) -> Caller:
@@ -162,23 +168,34 @@ class Authenticator:
         provisioning transaction runs.
         """
         identity = result.identity
-        if getattr(self.provisioner, "trusts_linked_users", False):
-            current = self.reader.linked(identity.subject)
-            if current is not None and not pending_changes(current, identity, self.policy):
-                if current.disabled:
-                    raise IdentityDisabled(f"user {current.login!r} (id {current.id}) is disabled")
-                return current
+        current = self._unchanged_linked(identity)
+        if current is not None:
+            return current
         return self._write(lambda tx: UserRecord.of(self._provision(tx, identity)))
+
+    def _unchanged_linked(self, identity: Identity) -> UserRecord | None:
+        """The linked user when the token changes nothing on it (one read), else None."""
+        if not getattr(self.provisioner, "trusts_linked_users", False):
+            return None
+        current = self.reader.linked(identity.subject)
+        if current is None or pending_changes(current, identity, self.policy):
+            return None
+        if current.disabled:
+            raise IdentityDisabled(f"user {current.login!r} (id {current.id}) is disabled")
+        return current
 
     def login(
         self, result: JWTResult, *, user_agent: str = "", client_ip: str = ""
     ) -> tuple[UserRecord, str, SessionRecord]:
-        """Provision the user and start a session, in one transaction."""
+        """Provision the user and start a session, in one transaction.
 
-        def work(tx: DbSession) -> tuple[UserRecord, str, SessionRecord]:
-            user = self._provision(tx, result.identity)
-            token, record = self.sessions.start(
-                user.id,
+        A linked user the token changes nothing on needs no provisioning write:
+        then the session row is the transaction's only write.
+        """
+
+        def start(user_id: int, tx: DbSession) -> tuple[str, SessionRecord]:
+            return self.sessions.start(
+                user_id,
                 # The claim itself: expires_at adds the verification leeway.
                 token_exp=_exp(result.token),
                 auth_module=AUTH_MODULE,
@@ -187,9 +204,17 @@ class Authenticator:
                 client_ip=client_ip,
                 tx=tx,
             )
-            return UserRecord.of(user), token, record
 
-        user, token, record = self._write(work)
+        def work(tx: DbSession) -> tuple[UserRecord, str, SessionRecord]:
+            user = self._provision(tx, result.identity)
+            return UserRecord.of(user), *start(user.id, tx)
+
+        current = self._unchanged_linked(result.identity)
+        if current is not None:
+            user = current
+            token, record = self._write(lambda tx: start(current.id, tx))
+        else:
+            user, token, record = self._write(work)
         log.info(
             "login",
             extra={"user_id": user.id, "login": user.login, "token": result.token.fingerprint},
@@ -232,7 +257,7 @@ class Authenticator:
         conflicted = False
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self.db.begin() as tx:
+                with self._write_lock, self.db.begin() as tx:
                     return work(tx)
             except UserConflict:
                 # A concurrent first login can commit user and link between our link
