@@ -76,19 +76,31 @@ class RawQuery:
         self.order: tuple[str, ...] | None = (
             tuple(compiled.positiontup) if compiled.positional else None
         )
+        self._autocommit = engine.dialect.name == "postgresql"
 
     def first(self, **params: Any) -> Any:
         """The first row as a tuple, or None."""
         args: Any = tuple(params[n] for n in self.order) if self.order is not None else params
         conn = self.engine.raw_connection()
         try:
-            cursor = conn.cursor()
+            driver = conn.driver_connection
+            # PostgreSQL: one round trip, not BEGIN + SELECT + COMMIT. The pooled
+            # connection goes back in the mode SQLAlchemy expects.
+            autocommit = self._autocommit and not getattr(driver, "autocommit", True)
+            if autocommit:
+                driver.autocommit = True  # type: ignore[union-attr]
             try:
-                cursor.execute(self.sql, args)
-                row = cursor.fetchone()
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(self.sql, args)
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+                if not autocommit:
+                    conn.commit()  # end the read transaction the driver may have opened
             finally:
-                cursor.close()
-            conn.commit()  # end the read transaction the driver may have opened
+                if autocommit:
+                    driver.autocommit = False  # type: ignore[union-attr]
         finally:
             conn.close()
         return row

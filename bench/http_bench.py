@@ -2,7 +2,8 @@
 
 Usage (from the project root)::
 
-    /work/venv/bin/python bench/http_bench.py [--quick] [--duration 10] [--db both]
+    /work/venv/bin/python bench/http_bench.py [--quick] [--duration 10] [--repeat 1]
+        [--db sqlite|postgres|both] [--py-spy DIR]
 
 Runs, each after an unrecorded wrk warm-up, ``wrk -t2 -c64 -d<duration>s --latency``:
 
@@ -174,12 +175,15 @@ class Bench:
         threads = min(a.threads, connections)
         if a.warmup:
             run_wrk(url, a.warmup, threads, connections, script)
-        with self.py_spy(server, f"{tag}-{script.stem}-c{connections}"):
-            result, raw = run_wrk(url, a.duration, threads, connections, script)
-        if a.verbose:
-            print(f"--- {path} -c{connections} ---\n{raw}", file=sys.stderr)
-        server.check_alive()
-        return result
+        runs = []
+        for i in range(a.repeat):
+            with self.py_spy(server, f"{tag}-{script.stem}-c{connections}-{i + 1}"):
+                result, raw = run_wrk(url, a.duration, threads, connections, script)
+            runs.append(result)
+            if a.verbose:
+                print(f"--- {path} -c{connections} run {i + 1} ---\n{raw}", file=sys.stderr)
+            server.check_alive()
+        return sorted(runs, key=lambda r: r.requests_per_sec)[(len(runs) - 1) // 2]
 
     @contextmanager
     def py_spy(self, server: Server, name: str) -> Iterator[None]:
@@ -191,7 +195,9 @@ class Bench:
         out = self.args.py_spy / f"{name}.txt"
         spy = Path(sys.executable).parent / "py-spy"
         cmd = [str(spy), "record", "--pid", str(server.proc.pid), "--subprocesses"]
-        cmd += ["--nonblocking", "--rate", "250", "--duration", str(self.args.duration)]
+        # --gil: in each worker, the thread holding the GIL, i.e. the Python work that
+        # bounds a worker's throughput (runnable threads waiting for a CPU would count too).
+        cmd += ["--gil", "--nonblocking", "--rate", "250", "--duration", str(self.args.duration)]
         cmd += ["--format", "raw", "--output", str(out)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -318,6 +324,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--duration", type=int, default=10, help="wrk seconds per run [10]")
     p.add_argument("--warmup", type=int, default=2, help="unrecorded warm-up seconds [2]")
+    p.add_argument("--repeat", type=int, default=1, help="measured runs per row (median) [1]")
     p.add_argument("--quick", action="store_true", help="short runs: --duration 3 --warmup 1")
     p.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     p.add_argument("--workers", type=int, default=2, help="server worker processes [2]")
@@ -329,14 +336,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--py-spy",
         type=Path,
         metavar="DIR",
-        help="record py-spy stacks of the servers during each measured run into DIR "
-        "(summarise with profile_requests.py --collapsed; costs the server some CPU)",
+        help="record py-spy stacks (GIL holders) of the servers during each measured run into "
+        "DIR (summarise with profile_requests.py --collapsed; costs the server some CPU)",
     )
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1
-    if not (1 <= args.duration <= 300 and 0 <= args.warmup <= 60):
-        p.error("--duration must be within 1..300 and --warmup within 0..60")
+    if not (1 <= args.duration <= 300 and 0 <= args.warmup <= 60 and 1 <= args.repeat <= 9):
+        p.error("--duration must be within 1..300, --warmup within 0..60, --repeat 1..9")
     if args.workers < 1 or args.threads < 1 or args.connections < max(args.threads, 4):
         p.error("--workers and --threads must be >= 1, --connections >= max(threads, 4)")
     if not 1 <= args.rate <= 100_000:
@@ -353,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = RSAKey.generate_key(2048, {"kid": "bench"})
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s (+{args.warmup}s warm-up) "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s (+{args.warmup}s warm-up, "
+        f"median of {args.repeat}) "
         f"--latency; {args.workers} workers; databases: {', '.join(databases)}; "
         f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}",
         file=sys.stderr,

@@ -86,6 +86,7 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("authsvc/verifier.py", "authsvc verifier"),
     ("authsvc/identity.py", "authsvc claims mapping"),
     ("jmespath/", "jmespath"),
+    ("authsvc/db.py", "authsvc DB-API reads (RawQuery.first, driver C time)"),
     ("authsvc/", "authsvc (other)"),
     ("joserfc/", "joserfc"),
     ("cryptography/", "cryptography"),
@@ -140,6 +141,8 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("    logging: Logger.info", "logging/__init__.py", "Logger.info"),
     ("    jsonify", "flask/json/__init__.py", "jsonify"),
     ("    Response.set_cookie", "werkzeug/sansio/response.py", "Response.set_cookie"),
+    ("any: RawQuery.first (DB-API read)", "authsvc/db.py", "RawQuery.first"),
+    ("any: SqlSessionStore.lookup", "authsvc/sessions/sql.py", "SqlSessionStore.lookup"),
     (
         "any: DefaultDialect.do_execute (driver)",
         "sqlalchemy/engine/default.py",
@@ -150,6 +153,7 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("any: pool checkin", "sqlalchemy/pool/base.py", "_finalize_fairy"),
     ("any: prometheus labels()", "prometheus_client/metrics.py", "MetricWrapperBase.labels"),
 )
+_PROCESS = re.compile(r'process \d+:"[^"]*"')
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -242,14 +246,22 @@ def per_request_us(call: Callable[[], int], n: int) -> float:
     return min(loops)
 
 
-# Exact per-request counts: (label, path fragment, function names) of what cProfile saw called.
-COUNTED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("SQL statements (do_execute)", "sqlalchemy/engine/default.py", ("do_execute",)),
-    ("COMMITs (do_commit)", "sqlalchemy/engine/default.py", ("do_commit",)),
-    ("ORM Sessions created (sessionmaker())", "sqlalchemy/orm/session.py", ("__call__",)),
-    ("pool checkouts", "sqlalchemy/pool/base.py", ("_checkout",)),
-    ("pool pre-pings (do_ping)", "sqlalchemy/", ("do_ping",)),
-    ("PostgreSQL round trips (psycopg waits)", "psycopg/connection.py", ("wait",)),
+# Exact per-request counts of what cProfile saw called: label -> (file suffix, function).
+# C functions are filed under "~" by cProfile.
+COUNTED: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("statements via SQLAlchemy (do_execute)", (("sqlalchemy/engine/default.py", "do_execute"),)),
+    (
+        "statements executed (DB-API cursor.execute, all)",
+        (("~", "<method 'execute' of 'sqlite3.Cursor' objects>"), ("psycopg/cursor.py", "execute")),
+    ),
+    ("COMMITs via SQLAlchemy (do_commit)", (("sqlalchemy/engine/default.py", "do_commit"),)),
+    ("ORM Sessions created (sessionmaker())", (("sqlalchemy/orm/session.py", "__call__"),)),
+    ("pool checkouts", (("sqlalchemy/pool/base.py", "_checkout"),)),
+    (
+        "pool pre-pings (do_ping)",
+        (("sqlalchemy/engine/default.py", "do_ping"), ("_psycopg_common.py", "do_ping")),
+    ),
+    ("psycopg wait() calls (~ PostgreSQL round trips)", (("psycopg/connection.py", "wait"),)),
 )
 
 
@@ -261,9 +273,14 @@ def counts(call: Callable[[], int], n: int) -> dict[str, float]:
     profile.disable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     out = {"Python function calls": sum(v[1] for v in stats.values()) / n}
-    for label, fragment, functions in COUNTED:
+    for label, where in COUNTED:
         out[label] = (
-            sum(v[1] for (f, _l, fn), v in stats.items() if fragment in f and fn in functions) / n
+            sum(
+                v[1]
+                for (file, _line, func), v in stats.items()
+                if any(file.endswith(suffix) and func == name for suffix, name in where)
+            )
+            / n
         )
     return out
 
@@ -271,8 +288,8 @@ def counts(call: Callable[[], int], n: int) -> dict[str, float]:
 def component(file: str, function: str) -> str:
     if function in DRIVER_FUNCS:
         return DRIVER
-    if not file and function.startswith(("process ", "thread ")):
-        return "native, no Python frame (granian's runtime)"
+    if not file and function.startswith(("process", "thread ")):
+        return "no Python frame (granian's runtime, native code)"
     for fragment, name in COMPONENTS:
         if fragment in file:
             return name
@@ -292,8 +309,9 @@ def read_collapsed(lines: Iterator[str]) -> tuple[dict[str, float], dict[str, fl
             continue
         count = int(count_text)
         frames = []
-        for raw in stack.split(";"):
-            m = _FRAME.match(raw)
+        # --subprocesses roots each stack in 'process PID:"command line"' (which may hold ';').
+        for raw in _PROCESS.sub("process", stack).split(";"):
+            m = None if raw.startswith(("process", "thread ")) else _FRAME.match(raw)
             frames.append((m["func"], m["file"]) if m else (raw, ""))
         total += count
         leaf_func, leaf_file = frames[-1]
