@@ -193,8 +193,13 @@ def create_app(
     if settings.metrics.enabled:
         app.register_blueprint(metrics_bp)
 
-    _install_request_hooks(app, svc)
+    hooks = RequestHooks(svc)
+    hooks.install(app)
     _install_error_handlers(app)
+    if svc.jwt is not None and svc.settings.jwt.verified_cache_size:
+        from authsvc.views.forward_auth import ForwardAuthFastPath
+
+        app.wsgi_app = ForwardAuthFastPath(app.wsgi_app, svc, hooks)  # type: ignore[method-assign]
     if background if background is not None else not testing:
         _start_session_purger(svc)
     return app
@@ -234,44 +239,69 @@ class StartupError(Exception):
     """The service cannot start; the message says why in one line."""
 
 
-def _install_request_hooks(app: Flask, svc: Service) -> None:
-    # Request ids: unique per process and cheap (no syscall per request); the pid
-    # prefix keeps workers apart, the random prefix keeps restarts apart.
-    prefix = f"{secrets.token_hex(3)}{os.getpid():x}-"
-    counter = itertools.count(1)
-    frame_options = None if svc.settings.security.allow_embedding else "deny"
-    # Per (route, status) metric children, found once: labels() takes a lock each call.
-    children: dict[tuple[str, int], tuple[Any, Any]] = {}
+class RequestHooks:
+    """Request ids, security headers and metrics: what every response gets, on either path
+    (Flask's hooks, and the forward-auth fast path)."""
 
-    @app.before_request
-    def _start() -> None:
-        rid = request.headers.get("X-Request-Id", "")
-        if not (0 < len(rid) <= 64 and rid.isascii() and rid.replace("-", "").isalnum()):
-            rid = f"{prefix}{next(counter):x}"
-        g.request_id = rid
-        g.started = time.perf_counter()
-        request_id.set(rid)
+    def __init__(self, svc: Service) -> None:
+        # Request ids: unique per process and cheap (no syscall per request); the pid
+        # keeps workers apart, the random prefix keeps restarts apart.
+        self._prefix = f"{secrets.token_hex(3)}{os.getpid():x}-"
+        self._counter = itertools.count(1)
+        self._frame_options = None if svc.settings.security.allow_embedding else "deny"
+        self._metrics = svc.metrics
+        # Per (route, status) metric children, found once: labels() takes a lock each call.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        headers = response.headers
-        headers["X-Request-Id"] = g.get("request_id", "-")
-        if frame_options is not None:
-            headers["X-Frame-Options"] = frame_options
-        headers["X-Content-Type-Options"] = "nosniff"
-        rule = request.url_rule
-        key = (rule.rule if rule is not None else "unmatched", response.status_code)
-        pair = children.get(key)
+    def request_id(self, incoming: str) -> str:
+        """The caller's X-Request-Id when it is sane, else a new one."""
+        if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.replace("-", "").isalnum():
+            return incoming
+        return f"{self._prefix}{next(self._counter):x}"
+
+    def common_headers(self, incoming_request_id: str) -> list[tuple[str, str]]:
+        headers = [
+            ("X-Request-Id", self.request_id(incoming_request_id)),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        if self._frame_options is not None:
+            headers.append(("X-Frame-Options", self._frame_options))
+        return headers
+
+    def observe(self, route: str, status: int, seconds: float | None) -> None:
+        pair = self._children.get((route, status))
         if pair is None:
-            pair = children[key] = (
-                svc.metrics.requests.labels(key[0], str(key[1])),
-                svc.metrics.latency.labels(key[0]),
+            pair = self._children[(route, status)] = (
+                self._metrics.requests.labels(route, str(status)),
+                self._metrics.latency.labels(route),
             )
         pair[0].inc()
-        started = g.get("started")
-        if started is not None:
-            pair[1].observe(time.perf_counter() - started)
-        return response
+        if seconds is not None:
+            pair[1].observe(seconds)
+
+    def install(self, app: Flask) -> None:
+        @app.before_request
+        def _start() -> None:
+            rid = self.request_id(request.headers.get("X-Request-Id", ""))
+            g.request_id = rid
+            g.started = time.perf_counter()
+            request_id.set(rid)
+
+        @app.after_request
+        def _finish(response: Response) -> Response:
+            headers = response.headers
+            headers["X-Request-Id"] = g.get("request_id", "-")
+            headers["X-Content-Type-Options"] = "nosniff"
+            if self._frame_options is not None:
+                headers["X-Frame-Options"] = self._frame_options
+            rule = request.url_rule
+            started = g.get("started")
+            self.observe(
+                rule.rule if rule is not None else "unmatched",
+                response.status_code,
+                time.perf_counter() - started if started is not None else None,
+            )
+            return response
 
 
 def error_response(err: AuthsvcError) -> Response:

@@ -72,7 +72,7 @@ class Caller:
     """Set when the session rotated: the response must carry it as the new cookie."""
 
 
-def _strip_bearer(value: str) -> str:
+def strip_bearer(value: str) -> str:
     value = value.strip()
     scheme, _, rest = value.partition(" ")
     if scheme.lower() == "bearer":
@@ -90,10 +90,10 @@ class JWTAuthenticator:
 
     def extract(self, request: Request, *, query: bool | None = None) -> str | None:
         """The presented token, or None. Two different tokens are refused, not chosen between."""
-        header = _strip_bearer(request.headers.get(self.settings.header_name, ""))
+        header = strip_bearer(request.headers.get(self.settings.header_name, ""))
         from_query = ""
         if self.settings.url_login if query is None else query:
-            from_query = _strip_bearer(request.args.get(QUERY_PARAM, ""))
+            from_query = strip_bearer(request.args.get(QUERY_PARAM, ""))
         if header and from_query and header.rstrip("=") != from_query.rstrip("="):
             raise InvalidToken(
                 f"two different tokens: one in header {self.settings.header_name}, "
@@ -168,13 +168,16 @@ class Authenticator:
         provisioning transaction runs.
         """
         identity = result.identity
-        current = self._unchanged_linked(identity)
+        current = self.unchanged_linked(identity)
         if current is not None:
             return current
         return self._write(lambda tx: UserRecord.of(self._provision(tx, identity)))
 
-    def _unchanged_linked(self, identity: Identity) -> UserRecord | None:
-        """The linked user when the token changes nothing on it (one read), else None."""
+    def unchanged_linked(self, identity: Identity) -> UserRecord | None:
+        """The linked user when the token changes nothing on it (one read), else None.
+
+        None also when the provisioner does not declare ``trusts_linked_users``.
+        """
         if not getattr(self.provisioner, "trusts_linked_users", False):
             return None
         current = self.reader.linked(identity.subject)
@@ -209,7 +212,7 @@ class Authenticator:
             user = self._provision(tx, result.identity)
             return UserRecord.of(user), *start(user.id, tx)
 
-        current = self._unchanged_linked(result.identity)
+        current = self.unchanged_linked(result.identity)
         if current is not None:
             user = current
             token, record = self._write(lambda tx: start(current.id, tx))

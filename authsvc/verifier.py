@@ -200,6 +200,18 @@ class Verifier:
             return verified
         return self._verify(token, hashlib.sha256(token.encode()).digest())
 
+    def cached(self, token: str) -> VerifiedToken | None:
+        """The remembered verification of ``token`` if still valid; memory only, never raises.
+
+        For the forward-auth fast path: a miss means "take the long way", not "invalid".
+        """
+        if not self._cache_size or "=" in token:
+            return None
+        hit = self._cache.get(hashlib.sha256(token.encode()).digest())
+        if hit is None or (hit.expires_at is not None and self.clock() >= hit.expires_at):
+            return None
+        return hit if self._holds(hit.key) else None
+
     def _holds(self, key: VerificationKey) -> bool:
         """Is ``key`` still in the set? Memory only where the provider can say so."""
         if self._presence is not None:
