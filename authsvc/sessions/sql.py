@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -70,26 +70,42 @@ class SqlSessionStore:
         tx: Any = None,
     ) -> tuple[str, SessionRecord]:
         token = new_token()
-        row = Session(
+        agent, ip, subject = user_agent[:255], client_ip[:64], subject[:255]
+        values: dict[str, Any] = {
+            "user_id": user_id,
+            "token_hash": token_hash(token),
+            "prev_token_hash": None,
+            "prev_valid_until": None,
+            "auth_module": auth_module,
+            "subject": subject,
+            "created_at": now,
+            "rotated_at": now,
+            "seen_at": now,
+            "expires_at": expires_at,
+            "revoked_at": None,
+            "user_agent": agent,
+            "client_ip": ip,
+        }
+        # A Core INSERT: every login runs it, and the ORM's unit of work costs
+        # several times the statement itself.
+        statement = insert(Session).values(values).returning(Session.id)
+        if tx is not None:
+            session_id = tx.execute(statement).scalar_one()
+        else:
+            with self.db.begin() as db:
+                session_id = db.execute(statement).scalar_one()
+        return token, SessionRecord(
+            id=str(session_id),
             user_id=user_id,
-            token_hash=token_hash(token),
             auth_module=auth_module,
-            subject=subject[:255],
             created_at=now,
             rotated_at=now,
             seen_at=now,
             expires_at=expires_at,
-            user_agent=user_agent[:255],
-            client_ip=client_ip[:64],
+            user_agent=agent,
+            client_ip=ip,
+            subject=subject,
         )
-        if tx is not None:
-            tx.add(row)
-            tx.flush()
-            return token, _record(row)
-        with self.db.begin() as db:
-            db.add(row)
-            db.flush()
-            return token, _record(row)
 
     def lookup(self, token: str) -> SessionRecord | None:
         digest = token_hash(token)
