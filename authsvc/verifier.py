@@ -22,9 +22,8 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, MissingClaimError
 from joserfc.jws import JWSRegistry
@@ -43,21 +42,41 @@ from authsvc.keys.base import (
 MAX_TOKEN_BYTES = 64 * 1024
 # joserfc's 512-byte default refuses real tokens whose header carries an x5c chain.
 MAX_HEADER_BYTES = 16 * 1024
+# Distinct token headers remembered, decoded and checked (kid, alg): a bounded set,
+# so a client sending random headers cannot grow it.
+_HEADER_CACHE_SIZE = 256
 # Year ~33658: far beyond any real token, well inside float precision.
 _MAX_NUMERIC_DATE = 1e12
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _KEY_TYPE_NAMES = {"RSA": "an RSA", "EC": "an EC", "OKP": "an Ed25519", "oct": "an HMAC (oct)"}
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
-    """A token that passed every check, and the key that verified it."""
+class _Parsed(NamedTuple):
+    header: Mapping[str, Any]
+    payload: bytes
+    key: VerificationKey
+    alg: str
+    signing_input: bytes
+    signature: bytes
+
+
+class VerifiedToken(NamedTuple):
+    """A token that passed every check, and the key that verified it.
+
+    Immutable (a NamedTuple: the cheapest immutable record to build on this path).
+    """
 
     header: Mapping[str, Any]
     claims: Mapping[str, Any]
     key: VerificationKey
-    fingerprint: str
+    digest: bytes
+    """SHA-256 of the token: its cache key."""
     expires_at: float | None
+
+    @property
+    def fingerprint(self) -> str:
+        """The name a log may give the token."""
+        return "sha256:" + self.digest.hex()[:16]
 
 
 def fingerprint(token: str) -> str:
@@ -172,6 +191,7 @@ class Verifier:
         self._cache_size = settings.verified_cache_size
         self._cache_lock = threading.Lock()
         self._presence = keys if isinstance(keys, KeyPresence) else None
+        self._headers: dict[str, tuple[Mapping[str, Any], str]] = {}
         # Built once; "now" is read from the clock at each validation.
         self._claims_registry = JWTClaimsRegistry(
             now=lambda: int(self.clock()),
@@ -235,13 +255,19 @@ class Verifier:
                     break
             self._cache[digest] = verified
 
-    def verify_signature(self, token: str) -> tuple[dict[str, Any], bytes, VerificationKey]:
+    def verify_signature(self, token: str) -> tuple[Mapping[str, Any], bytes, VerificationKey]:
         """The JWS layer alone (RFC 7515 §5.2): header, key, algorithm, signature, encoding.
 
         Returns the header, the decoded payload and the key that verified it; the
         payload is not read as claims and nothing is cached. ``verify`` is this
         plus the claims checks.
         """
+        parsed = self._parse(token)
+        self._check_signature(parsed)
+        return parsed.header, parsed.payload, parsed.key
+
+    def _parse(self, token: str) -> _Parsed:
+        """Everything before the signature check: segments, header, key, algorithm."""
         token = _strip_alb_padding(token)
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken(f"token is {len(token)} bytes, more than {MAX_TOKEN_BYTES}")
@@ -255,10 +281,17 @@ class Verifier:
         header_b64, payload_b64, signature_b64 = parts
         if len(header_b64) > MAX_HEADER_BYTES * 4 // 3 + 4:
             raise InvalidToken(f"header is larger than {MAX_HEADER_BYTES} bytes")
-        header = _json_object(b64url_decode(header_b64, "header"), "header")
+        # One issuer's tokens share a handful of headers: each is decoded and
+        # checked once. The key is still looked up for every token.
+        known = self._headers.get(header_b64)
+        if known is None:
+            decoded = _json_object(b64url_decode(header_b64, "header"), "header")
+            known = (MappingProxyType(decoded), self._check_header(decoded))
+            if len(self._headers) < _HEADER_CACHE_SIZE:
+                self._headers[header_b64] = known
+        header, alg = known
         # Decoded (not parsed) before the signature check: the signing input must be ASCII.
         payload = b64url_decode(payload_b64, "payload")
-        alg = self._check_header(header)
         key = self._find_key(header.get("kid"))
         if alg not in key.algorithms:
             kind = _KEY_TYPE_NAMES.get(key.kind, f"a {key.kind}")
@@ -270,30 +303,40 @@ class Verifier:
         signature = b64url_decode(signature_b64, "signature")
         if not signature:
             raise InvalidToken("signature is missing")
-        model = self._registry.algorithms[alg]
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+        return _Parsed(header, payload, key, alg, signing_input, signature)
+
+    def _check_signature(self, parsed: _Parsed) -> None:
         try:
-            valid = model.verify(signing_input, signature, key.key)
+            valid = self._registry.algorithms[parsed.alg].verify(
+                parsed.signing_input, parsed.signature, parsed.key.key
+            )
         except Exception:  # a malformed signature for the key type is simply invalid
             valid = False
         if not valid:
+            kid = parsed.key.kid
             raise InvalidToken(
-                f"signature does not verify with {alg}"
-                + (f" and kid {key.kid!r}" if key.kid else " and the configured key")
+                f"signature does not verify with {parsed.alg}"
+                + (f" and kid {kid!r}" if kid else " and the configured key")
             )
-        return header, payload, key
 
     def _verify(self, token: str, digest: bytes) -> VerifiedToken:
-        header, payload, key = self.verify_signature(token)
-        claims = _json_object(payload, "payload")
-        expires_at = self._check_claims(claims)
+        parsed = self._parse(token)
+        # The claims are read before the signature is checked (measured: ~10 µs
+        # cheaper than after an RSA operation has evicted the caches), but their
+        # verdict is given only after it: a forged token always hears about its
+        # signature, never about its claims.
+        claims: dict[str, Any] | None = None
+        try:
+            claims = _json_object(parsed.payload, "payload")
+            expires_at = self._check_claims(claims)
+        except AuthsvcError as exc:
+            self._check_signature(parsed)
+            raise exc from None
+        self._check_signature(parsed)
         # Read-only views: a cached token is shared by every later request.
         return VerifiedToken(
-            MappingProxyType(header),
-            MappingProxyType(claims),
-            key,
-            "sha256:" + digest.hex()[:16],
-            expires_at,
+            parsed.header, MappingProxyType(claims), parsed.key, digest, expires_at
         )
 
     def _check_header(self, header: dict[str, Any]) -> str:
