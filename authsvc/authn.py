@@ -139,6 +139,7 @@ class Authenticator:
         self.cookie_name = cookie_name
         self.clock = clock
         self.reader = reader
+        self._engine = db.kw["bind"]  # the Engine the sessionmaker was built on
         # SQLite has one writer at a time; threads of one process queue on a lock
         # instead of in SQLite's busy handler, whose sleeps inflate tail latency.
         self._write_lock: Any = threading.Lock() if serialize_writes else contextlib.nullcontext()
@@ -196,7 +197,7 @@ class Authenticator:
         then the session row is the transaction's only write.
         """
 
-        def start(user_id: int, tx: DbSession) -> tuple[str, SessionRecord]:
+        def start(user_id: int, tx: Any) -> tuple[str, SessionRecord]:
             return self.sessions.start(
                 user_id,
                 # The claim itself: expires_at adds the verification leeway.
@@ -215,7 +216,8 @@ class Authenticator:
         current = self.unchanged_linked(result.identity)
         if current is not None:
             user = current
-            token, record = self._write(lambda tx: start(current.id, tx))
+            # Only the session row is written: a plain Core transaction suffices.
+            token, record = self._write(lambda tx: start(current.id, tx), core=True)
         else:
             user, token, record = self._write(work)
         log.info(
@@ -250,7 +252,7 @@ class Authenticator:
             found[0], "session", session=resumed.record, new_session_token=resumed.new_token
         )
 
-    def _write(self, work: Callable[[DbSession], _T]) -> _T:
+    def _write(self, work: Callable[[Any], _T], *, core: bool = False) -> _T:
         """Run ``work`` in a transaction; retry when a concurrent first login won the race.
 
         A unique-constraint clash means another request just created the same
@@ -260,7 +262,8 @@ class Authenticator:
         conflicted = False
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self._write_lock, self.db.begin() as tx:
+                begin = self._engine.begin if core else self.db.begin
+                with self._write_lock, begin() as tx:
                     return work(tx)
             except UserConflict:
                 # A concurrent first login can commit user and link between our link

@@ -9,6 +9,7 @@ never appears in the redirect or the log.
 from __future__ import annotations
 
 import contextlib
+import json
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify, redirect, request
@@ -129,7 +130,7 @@ def login_jwt() -> Response:
         user_agent=request.headers.get("User-Agent", ""),
         client_ip=request.remote_addr or "",
     )
-    response = jsonify(user.to_json())
+    response = Response(json.dumps(user.to_json()), mimetype="application/json")
     set_session_cookie(response, svc, session_token, record)
     response.headers["Cache-Control"] = "no-store"
     return response
