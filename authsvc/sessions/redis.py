@@ -36,6 +36,12 @@ return 1
 """
 
 
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'seen_at', ARGV[1]) end
+return 0
+"""
+
+
 def client_from_settings(settings: RemoteCacheSettings) -> redis.Redis:
     return redis.Redis(
         host=settings.redis_host,
@@ -65,6 +71,7 @@ class RedisSessionStore:
         self.r = client
         self.clock = clock
         self._rotate = client.register_script(_ROTATE)
+        self._touch = client.register_script(_TOUCH)
 
     @classmethod
     def from_config(cls, context: PluginContext) -> RedisSessionStore:
@@ -149,9 +156,9 @@ class RedisSessionStore:
         self.r.close()
 
     def touch(self, record: SessionRecord, now: float) -> None:
-        key = f"{_P}sess:{record.id}"
-        if self.r.exists(key):
-            self.r.hset(key, "seen_at", repr(now))
+        # One script: a revoke between an EXISTS and an HSET would re-create the hash
+        # without its fields or expiry.
+        self._touch(keys=[f"{_P}sess:{record.id}"], args=[repr(now)])
 
     def revoke(self, session_id: str) -> bool:
         key = f"{_P}sess:{session_id}"
