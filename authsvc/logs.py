@@ -1,13 +1,12 @@
 """Log setup: ``text`` or ``json`` lines on stderr, each tagged with its request id.
 
 No token or secret is ever logged: code that must identify a token logs
-``token_fingerprint(token)``, a short hash that cannot be turned back.
+``authsvc.verifier.fingerprint(token)``, a short hash that cannot be turned back.
 """
 
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 import logging
 import sys
@@ -25,12 +24,6 @@ _LEVELS = {
     "critical": logging.CRITICAL,
 }
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
-
-
-def token_fingerprint(token: str | bytes) -> str:
-    """A short, stable, non-reversible name for a token, fit for logs."""
-    data = token.encode() if isinstance(token, str) else token
-    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
 
 class _RequestIdFilter(logging.Filter):

@@ -6,8 +6,6 @@ expiry check on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -50,19 +48,6 @@ class User(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     last_seen_at: Mapped[float | None] = mapped_column(Float, default=None)
-
-    def to_json(self) -> dict[str, Any]:
-        """The user JSON of CONTRACT §3."""
-        return {
-            "id": self.id,
-            "login": self.login,
-            "email": self.email or "",
-            "name": self.name,
-            "role": self.role,
-            "isServerAdmin": self.is_server_admin,
-            "groups": list(self.groups or []),
-            "authModule": self.auth_module,
-        }
 
 
 class AuthLink(Base):

@@ -286,7 +286,7 @@ class UserStore:
 
 
 def admin_json(user: User) -> dict[str, Any]:
-    return {**user.to_json(), "disabled": user.disabled}
+    return {**UserRecord.of(user).to_json(), "disabled": user.disabled}
 
 
 def search_users(

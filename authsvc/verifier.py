@@ -76,11 +76,16 @@ class VerifiedToken(NamedTuple):
     @property
     def fingerprint(self) -> str:
         """The name a log may give the token."""
-        return "sha256:" + self.digest.hex()[:16]
+        return _digest_name(self.digest)
 
 
 def fingerprint(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    """A short, stable, non-reversible name for a token: what logs may carry."""
+    return _digest_name(hashlib.sha256(token.encode()).digest())
+
+
+def _digest_name(digest: bytes) -> str:
+    return "sha256:" + digest.hex()[:16]
 
 
 def describe_duration(seconds: float) -> str:

@@ -7,6 +7,7 @@ server fails the run instead of hiding behind a skip.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from joserfc.jwk import ECKey
+from tokens import SIGNING_KID
 
 from authsvc.app import create_app
 from authsvc.config import Settings, load_settings
@@ -40,6 +43,21 @@ def require_server(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{name} at {host}:{port} is not reachable (CI=true: it must run)")
     pytest.skip(f"{name} at {host}:{port} is not reachable")
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> ECKey:
+    """One P-256 signing key for the session; its kid is tokens.SIGNING_KID."""
+    return ECKey.generate_key("P-256", parameters={"kid": SIGNING_KID})
+
+
+@pytest.fixture(scope="session")
+def jwks_file(signing_key: ECKey, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A JWKS file publishing ``signing_key`` (for ``[auth.jwt] jwk_set_file``)."""
+    path = tmp_path_factory.mktemp("jwks") / "jwks.json"
+    public = signing_key.as_dict(private=False, alg="ES256", use="sig")
+    path.write_text(json.dumps({"keys": [public]}))
+    return path
 
 
 @pytest.fixture

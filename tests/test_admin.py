@@ -22,14 +22,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from tokens import FakeClock
+from tokens import SIGNING_KID, FakeClock
 from werkzeug.test import TestResponse
 
 from authsvc.app import Service
 
 COOKIE = "authsvc_session"
 JWT_HEADER = "X-JWT-Assertion"
-KID = "admin-test-key"
+KID = SIGNING_KID
 HOUR = 3600
 
 PEOPLE = {
@@ -41,19 +41,6 @@ PEOPLE = {
 
 
 # --------------------------------------------------------------------------- harness
-@pytest.fixture(scope="session")
-def signing_key() -> ECKey:
-    return ECKey.generate_key("P-256", parameters={"kid": KID})
-
-
-@pytest.fixture(scope="session")
-def jwks_file(signing_key: ECKey, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("jwks") / "jwks.json"
-    public = signing_key.as_dict(private=False, alg="ES256", use="sig")
-    path.write_text(json.dumps({"keys": [public]}))
-    return path
-
-
 def expect_error(response: TestResponse, status: int, message_id: str) -> dict[str, Any]:
     body = response.get_json()
     assert response.status_code == status, body

@@ -6,7 +6,6 @@ JWTs verified against a JWKS file. The CSRF origin is ``[server] root_url``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,14 +17,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from tokens import FakeClock
+from tokens import SIGNING_KID, FakeClock
 from werkzeug.test import TestResponse
 
 from authsvc.app import Service
 
 COOKIE = "authsvc_session"
 JWT_HEADER = "X-JWT-Assertion"
-KID = "login-flow-key"
+KID = SIGNING_KID
 ROOT_URL = "https://auth.example.com/"
 ORIGIN = "https://auth.example.com"
 MINUTE = 60.0
@@ -33,19 +32,6 @@ HOUR = 3600.0
 
 
 # --------------------------------------------------------------------------- harness
-@pytest.fixture(scope="session")
-def signing_key() -> ECKey:
-    return ECKey.generate_key("P-256", parameters={"kid": KID})
-
-
-@pytest.fixture(scope="session")
-def jwks_file(signing_key: ECKey, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("jwks") / "jwks.json"
-    public = signing_key.as_dict(private=False, alg="ES256", use="sig")
-    path.write_text(json.dumps({"keys": [public]}))
-    return path
-
-
 def set_cookie(response: TestResponse) -> dict[str, Any] | None:
     """The session cookie a response sets (value plus lower-cased attributes), or None."""
     for header in response.headers.getlist("Set-Cookie"):

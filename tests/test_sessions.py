@@ -7,7 +7,6 @@ ES256 JWTs verified against a JWKS file; time moves by hand, never by sleep.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import MetaData, select
-from tokens import NOW, FakeClock
+from tokens import NOW, SIGNING_KID, FakeClock
 from werkzeug.test import TestResponse
 
 from authsvc.app import Service
@@ -30,26 +29,13 @@ from authsvc.sessions.lifecycle import ROTATION_GRACE
 
 COOKIE = "authsvc_session"
 JWT_HEADER = "X-JWT-Assertion"
-KID = "sessions-test-key"
+KID = SIGNING_KID
 MINUTE = 60.0
 HOUR = 3600.0
 DAY = 86400.0
 
 
 # --------------------------------------------------------------------------- keys and tokens
-@pytest.fixture(scope="session")
-def signing_key() -> ECKey:
-    return ECKey.generate_key("P-256", parameters={"kid": KID})
-
-
-@pytest.fixture(scope="session")
-def jwks_file(signing_key: ECKey, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("jwks") / "jwks.json"
-    public = signing_key.as_dict(private=False, alg="ES256", use="sig")
-    path.write_text(json.dumps({"keys": [public]}))
-    return path
-
-
 def jwt_values(jwks: Path) -> dict[str, dict[str, str]]:
     return {
         "auth.jwt": {

@@ -262,3 +262,7 @@ def source_cfg(source: str, key: Key, tmp_path: Path, kid: str | None = None) ->
         assert isinstance(key, OctKey)
         return {"hmac_secret": key.raw_value.decode(), **key_id}
     raise AssertionError(source)
+
+
+# The kid of conftest's session-wide ``signing_key`` (ES256, published by ``jwks_file``).
+SIGNING_KID = "test-es256"

@@ -14,28 +14,28 @@ from authsvc.models import Session
 from authsvc.plugins import PluginContext
 from authsvc.sessions.base import SessionRecord, new_token, token_hash
 
-
-def _record(row: Session, matched_previous: bool = False) -> SessionRecord:
-    return SessionRecord(
-        id=str(row.id),
-        user_id=row.user_id,
-        auth_module=row.auth_module,
-        created_at=row.created_at,
-        rotated_at=row.rotated_at,
-        seen_at=row.seen_at,
-        expires_at=row.expires_at,
-        prev_valid_until=row.prev_valid_until,
-        matched_previous=matched_previous,
-        user_agent=row.user_agent,
-        client_ip=row.client_ip,
-        subject=row.subject,
-    )
-
-
 _COLUMNS = (
     "id", "user_id", "auth_module", "created_at", "rotated_at", "seen_at", "expires_at",
     "prev_valid_until", "user_agent", "client_ip", "subject", "token_hash",
 )  # fmt: skip
+
+
+def _record(row: Any, digest: str) -> SessionRecord:
+    """A SessionRecord from a row of ``_COLUMNS``; ``digest`` is the token hash looked up."""
+    return SessionRecord(
+        id=str(row[0]),
+        user_id=row[1],
+        auth_module=row[2],
+        created_at=row[3],
+        rotated_at=row[4],
+        seen_at=row[5],
+        expires_at=row[6],
+        prev_valid_until=row[7],
+        matched_previous=row[11] != digest,
+        user_agent=row[8],
+        client_ip=row[9],
+        subject=row[10],
+    )
 
 
 class SqlSessionStore:
@@ -110,22 +110,7 @@ class SqlSessionStore:
     def lookup(self, token: str) -> SessionRecord | None:
         digest = token_hash(token)
         row = self._lookup.first(digest=digest)
-        if row is None:
-            return None
-        return SessionRecord(
-            id=str(row[0]),
-            user_id=row[1],
-            auth_module=row[2],
-            created_at=row[3],
-            rotated_at=row[4],
-            seen_at=row[5],
-            expires_at=row[6],
-            prev_valid_until=row[7],
-            matched_previous=row[11] != digest,
-            user_agent=row[8],
-            client_ip=row[9],
-            subject=row[10],
-        )
+        return None if row is None else _record(row, digest)
 
     def rotate(self, record: SessionRecord, token: str, now: float, grace: float) -> str | None:
         new = new_token()
@@ -163,11 +148,12 @@ class SqlSessionStore:
         return int(done.rowcount)  # type: ignore[attr-defined]
 
     def list(self, user_id: int | None = None) -> Sequence[SessionRecord]:
-        query = select(Session).order_by(Session.id)
+        table = Session.__table__
+        query = select(*(table.c[name] for name in _COLUMNS)).order_by(table.c.id)
         if user_id is not None:
-            query = query.where(Session.user_id == user_id)
+            query = query.where(table.c.user_id == user_id)
         with self.db() as db:
-            return [_record(row) for row in db.scalars(query)]
+            return [_record(row, row[11]) for row in db.execute(query)]
 
     def purge(self, now: float, idle: float) -> int:
         query = delete(Session).where(Session.expires_at <= now)
