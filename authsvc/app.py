@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,8 @@ from werkzeug.exceptions import HTTPException
 from authsvc.authn import Authenticator, JWTAuthenticator
 from authsvc.config import Settings
 from authsvc.db import make_engine, migrate, session_factory
-from authsvc.errors import AuthsvcError, MethodNotAllowed, NotFound
+from authsvc.db import unavailable as db_unavailable
+from authsvc.errors import AuthsvcError, MethodNotAllowed, NotFound, ServiceUnavailable
 from authsvc.identity import ClaimsMapper
 from authsvc.keys.base import KeyError_, KeyHealth, KeyProvider, KeyState
 from authsvc.logs import configure_logging, request_id
@@ -330,6 +332,23 @@ def error_response(err: AuthsvcError) -> Response:
     return response
 
 
+def _outage(exc: BaseException) -> str | None:
+    """``database unavailable`` / ``redis unavailable`` when ``exc`` is a lost connection."""
+    if db_unavailable(exc):
+        return "database unavailable"
+    redis = sys.modules.get("redis")  # only loaded when Redis is configured
+    if redis is not None and isinstance(
+        exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    ):
+        return "redis unavailable"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(AuthsvcError)
     def _known(err: AuthsvcError) -> Response:
@@ -366,6 +385,14 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        outage = _outage(exc)
+        if outage is not None:
+            # Driver, host and port go to the log only (CONTRACT §7).
+            log.error(
+                "request refused: service.unavailable",
+                extra={"path": request.path, "reason": outage, "error": _first_line(exc)},
+            )
+            return error_response(ServiceUnavailable(outage))
         if app.config["PROPAGATE_EXCEPTIONS"]:
             raise exc
         rid = g.get("request_id", "-")

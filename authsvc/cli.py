@@ -16,6 +16,7 @@ from typing import Any
 from authsvc import __version__
 from authsvc.app import StartupError
 from authsvc.config import ConfigError, Settings, load_settings, parse_duration
+from authsvc.db import MigrationError
 from authsvc.plugins import PluginError
 
 EXIT_CONFIG = 1
@@ -278,7 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for warning in exc.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return EXIT_CONFIG
-    except (FileExistsError, FileNotFoundError, ValueError, StartupError, PluginError) as exc:
+    except (
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+        StartupError,
+        PluginError,
+        MigrationError,
+    ) as exc:
         print(f"authsvc: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

@@ -115,6 +115,8 @@ SCHEMA: dict[str, dict[str, str]] = {
         "jwk_set_timeout": "10s",
         "jwk_set_max_bytes": "1048576",
         "verified_cache_size": "10000",
+        "verified_cache_max_mb": "64",
+        "token_types": "JWT at+jwt application/jwt application/at+jwt",
         "link_existing_users": "false",
         "key_provider": "",
         "user_provisioner": "",
@@ -257,6 +259,10 @@ class JWTSettings:
     jwk_set_timeout: float
     jwk_set_max_bytes: int
     verified_cache_size: int
+    verified_cache_max_bytes: int
+    """``verified_cache_max_mb`` in bytes: the verified-token cache's memory bound."""
+    token_types: frozenset[str]
+    """Accepted ``typ`` headers, lower-cased; empty = any."""
     link_existing_users: bool
     key_provider: str
     """The effective key provider: configured, or chosen by the key source set."""
@@ -995,6 +1001,8 @@ def _jwt(r: _Reader) -> JWTSettings:
         jwk_set_timeout=r.duration(s, "jwk_set_timeout"),
         jwk_set_max_bytes=r.number(s, "jwk_set_max_bytes", 1, 1 << 30),
         verified_cache_size=r.number(s, "verified_cache_size", 0, 10_000_000),
+        verified_cache_max_bytes=r.number(s, "verified_cache_max_mb", 1, 1 << 20) << 20,
+        token_types=frozenset(t.lower() for t in parse_list(r.text(s, "token_types"))),
         link_existing_users=r.flag(s, "link_existing_users"),
         key_provider=key_provider,
         user_provisioner=provisioner,

@@ -19,6 +19,14 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -79,30 +87,44 @@ class RawQuery:
         self._autocommit = engine.dialect.name == "postgresql"
 
     def first(self, **params: Any) -> Any:
-        """The first row as a tuple, or None."""
+        """The first row as a tuple, or None.
+
+        A driver error is raised as SQLAlchemy's wrapper (OperationalError...),
+        as the ORM would raise it, and a broken connection leaves the pool.
+        """
         args: Any = tuple(params[n] for n in self.order) if self.order is not None else params
-        conn = self.engine.raw_connection()
+        error = self.engine.dialect.loaded_dbapi.Error
         try:
-            driver = conn.driver_connection
-            # PostgreSQL: one round trip, not BEGIN + SELECT + COMMIT. The pooled
-            # connection goes back in the mode SQLAlchemy expects.
-            autocommit = self._autocommit and not getattr(driver, "autocommit", True)
-            if autocommit:
-                driver.autocommit = True  # type: ignore[union-attr]
-            try:
-                cursor = conn.cursor()
-                try:
-                    cursor.execute(self.sql, args)
-                    row = cursor.fetchone()
-                finally:
-                    cursor.close()
-                if not autocommit:
-                    conn.commit()  # end the read transaction the driver may have opened
-            finally:
-                if autocommit:
-                    driver.autocommit = False  # type: ignore[union-attr]
+            conn = self.engine.raw_connection()  # raises the driver's own errors, unwrapped
+        except error as exc:
+            raise DBAPIError.instance(self.sql, args, exc, error) from exc
+        try:
+            return self._run(conn, args)
+        except error as exc:
+            conn.invalidate(exc)
+            raise DBAPIError.instance(self.sql, args, exc, error) from exc
         finally:
             conn.close()
+
+    def _run(self, conn: Any, args: Any) -> Any:
+        driver = conn.driver_connection
+        # PostgreSQL: one round trip, not BEGIN + SELECT + COMMIT. The pooled
+        # connection goes back in the mode SQLAlchemy expects.
+        autocommit = self._autocommit and not getattr(driver, "autocommit", True)
+        if autocommit:
+            driver.autocommit = True
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(self.sql, args)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            if not autocommit:
+                conn.commit()  # end the read transaction the driver may have opened
+        finally:
+            if autocommit:
+                driver.autocommit = False
         return row
 
 
@@ -145,11 +167,39 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision; a no-op when it is there already."""
+class MigrationError(Exception):
+    """The schema cannot be brought up to date; the message says why in one line."""
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (the newest); a no-op when it is there already.
+
+    Raises MigrationError saying why not (the database refused, or existing
+    rows break a new rule).
+    """
+    try:
+        _migrate(engine, revision)
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise MigrationError(
+            f"database {engine.dialect.name}: cannot migrate: {first[0] if first else exc}"
+        ) from exc
+
+
+def _migrate(engine: Engine, revision: str) -> None:
     with _migration_lock(engine) as conn:
-        command.upgrade(_alembic_config(conn), "head")
-        conn.commit()
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite rebuilds a table to alter it; with foreign keys on, dropping the old
+            # table would cascade-delete every link and session. Outside a transaction only.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            command.upgrade(_alembic_config(conn), revision)
+            conn.commit()
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -159,8 +209,18 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Does ``exc`` say the database cannot be reached (rather than that a query is wrong)?
+
+    Such a failure is CONTRACT §7's 503 ``service.unavailable``, not a 500.
+    """
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def ping(engine: Engine) -> str | None:
-    """None when the database answers, else why not (for /api/health)."""
+    """None when the database answers, else why not (for the log: it names host and port)."""
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -102,6 +102,8 @@ class BadRequest(AuthsvcError):
 
 
 class ServiceUnavailable(AuthsvcError):
+    """The database (or Redis as the session store) is unreachable; ``reason`` names which."""
+
     status = 503
-    message_id = "api.unavailable"
+    message_id = "service.unavailable"
     message = "Service unavailable"

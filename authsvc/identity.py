@@ -16,6 +16,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
+from authsvc import identifiers
 from authsvc.config import ROLES, JWTSettings
 from authsvc.errors import InvalidRole, InvalidToken, MissingClaim
 
@@ -74,8 +75,15 @@ class ClaimsMapper:
             ) from None
 
     def _string(self, claim: str, path_key: str, claims: Mapping[str, Any]) -> str:
+        """A login or email: a string from the claim (or the path), checked as an identifier."""
         value = claims.get(claim) if claim else self._search(path_key, claims)
-        return value if isinstance(value, str) else ""
+        if not isinstance(value, str) or not value:
+            return ""
+        _check_identifier(value, f"claim {claim!r}" if claim else self._source(path_key))
+        return value
+
+    def _source(self, key: str) -> str:
+        return f"{key} {self._paths[key].expression!r}"
 
     def identity(self, claims: Mapping[str, Any]) -> Identity:
         s = self.s
@@ -94,6 +102,8 @@ class ClaimsMapper:
             ]
             tried = ", ".join(w for w in what if w) or "no username_claim or email_claim is set"
             raise MissingClaim(f"neither a login nor an email could be derived ({tried})")
+        subject = claims["sub"]
+        _check_identifier(subject, "claim 'sub'")
         name = claims.get("name")
         if s.skip_role_sync:
             # Grafana reads no role then: no strict check, no server-admin flag, and a
@@ -103,10 +113,10 @@ class ClaimsMapper:
             role, from_token, server_admin = self._role(claims)
         groups, groups_from_token = self._groups(claims)
         return Identity(
-            subject=str(claims["sub"]),
+            subject=subject,
             login=login or email,
             email=email,
-            name=name if isinstance(name, str) else "",
+            name=identifiers.display_name(name) if isinstance(name, str) else "",
             role=role,
             role_from_token=from_token,
             is_server_admin=(
@@ -139,7 +149,20 @@ class ClaimsMapper:
             return (), False
         value = self._search("groups_attribute_path", claims)
         if isinstance(value, str):
-            return (value,), True
-        if isinstance(value, list):
-            return tuple(v for v in value if isinstance(v, str)), True
-        return (), True
+            groups: tuple[str, ...] = (value,)
+        elif isinstance(value, list):
+            groups = tuple(v for v in value if isinstance(v, str))
+        else:
+            return (), True
+        for group in groups:
+            why = identifiers.problem(group)
+            if why is not None:
+                raise InvalidToken(f"{self._source('groups_attribute_path')}: a group name {why}")
+        return groups, True
+
+
+def _check_identifier(value: str, source: str) -> None:
+    """CONTRACT §7: an identifier that could pass for another account's is refused."""
+    why = identifiers.problem(value)
+    if why is not None:
+        raise InvalidToken(f"{source} {why}")

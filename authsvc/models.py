@@ -17,7 +17,9 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+
+from authsvc.identifiers import unique_key
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -32,22 +34,41 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A person or service account. Roles are global: there are no orgs."""
+    """A person or service account. Roles are global: there are no orgs.
+
+    ``login_key`` and ``email_key`` hold what makes two logins (emails) one:
+    the hash of their NFKC case-fold (``authsvc.identifiers.unique_key``).
+    Their unique indexes, not a read before the write, keep ``alice`` and
+    ``Alice`` from becoming two accounts. They follow ``login``/``email`` on
+    every assignment.
+    """
 
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    login: Mapped[str] = mapped_column(String(190), unique=True)
-    email: Mapped[str | None] = mapped_column(String(190), unique=True)
+    login: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[str | None] = mapped_column(String(255), unique=True)
+    login_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    email_key: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, default=None)
     name: Mapped[str] = mapped_column(String(255), default="")
     role: Mapped[str] = mapped_column(String(16), default="Viewer")
     is_server_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     groups: Mapped[list[str]] = mapped_column(JSON, default=list)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    auth_module: Mapped[str] = mapped_column(String(32), default="")
+    auth_module: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     last_seen_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+    @validates("login")
+    def _set_login(self, _name: str, value: str) -> str:
+        self.login_key = unique_key(value)
+        return value
+
+    @validates("email")
+    def _set_email(self, _name: str, value: str | None) -> str | None:
+        self.email_key = unique_key(value) if value else None
+        return value
 
 
 class AuthLink(Base):
@@ -78,7 +99,7 @@ class Session(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prev_token_hash: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     prev_valid_until: Mapped[float | None] = mapped_column(Float, default=None)
-    auth_module: Mapped[str] = mapped_column(String(32), default="")
+    auth_module: Mapped[str] = mapped_column(String(64), default="")
     subject: Mapped[str] = mapped_column(String(255), default="")
     """The identity-provider subject the session was started for (X-Auth-Subject)."""
     created_at: Mapped[float] = mapped_column(Float)

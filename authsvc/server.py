@@ -15,10 +15,9 @@ import os
 from collections.abc import Sequence
 
 from flask import Flask
-from sqlalchemy.exc import SQLAlchemyError
 
 from authsvc.config import Settings, load_settings
-from authsvc.db import make_engine, migrate
+from authsvc.db import MigrationError, make_engine, migrate
 from authsvc.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -54,11 +53,8 @@ def serve(
     engine = make_engine(settings.database)
     try:
         migrate(engine)
-    except SQLAlchemyError as exc:
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise StartupError(
-            f"database {settings.database.type}: cannot migrate: {first[0] if first else exc}"
-        ) from exc
+    except MigrationError as exc:
+        raise StartupError(str(exc)) from exc
     finally:
         engine.dispose()  # workers open their own pools; nothing crosses the fork
     # Build the app once here, so that a bad key or plugin fails before workers start.

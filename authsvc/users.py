@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from authsvc.db import RawQuery
 from authsvc.errors import UserConflict
+from authsvc.identifiers import unique_key
 from authsvc.identity import Identity
 from authsvc.models import AuthLink, User
 
@@ -179,10 +180,10 @@ class UserStore:
         ).one_or_none()
 
     def holders(self, login: str, email: str) -> Sequence[User]:
-        """Users already holding ``login`` or ``email`` (case-insensitive, as Grafana matches)."""
-        conditions = [func.lower(User.login) == login.lower()]
+        """Users already holding ``login`` or ``email``, compared by their NFKC case-fold."""
+        conditions = [User.login_key == unique_key(login)]
         if email:
-            conditions.append(func.lower(User.email) == email.lower())
+            conditions.append(User.email_key == unique_key(email))
         return self.db.scalars(select(User).where(or_(*conditions))).all()
 
     # ---------------------------------------------------------------- changes
@@ -234,8 +235,8 @@ class UserStore:
             is not None
         ):
             raise UserConflict(
-                f"login {identity.login!r} or email {identity.email!r} belongs to user "
-                f"{user.id}, which is linked to another subject, not {identity.subject!r}"
+                f"login {identity.login!r} or email {identity.email!r} belongs to an account "
+                f"linked to another subject, not {identity.subject!r}"
             )
         self.link(user, identity.subject)
         return user
@@ -268,16 +269,17 @@ class UserStore:
 
     @staticmethod
     def _conflict_reason(identity: Identity, holders: Sequence[User]) -> str:
+        """Which of the token's identifiers are taken; never whose account holds them."""
         taken = []
-        for u in holders:
-            if identity.login and u.login.lower() == identity.login.lower():
-                taken.append(f"login {identity.login!r} belongs to user {u.id}")
-            if identity.email and (u.email or "").lower() == identity.email.lower():
-                taken.append(f"email {identity.email!r} belongs to user {u.id}")
+        if identity.login and any(u.login_key == unique_key(identity.login) for u in holders):
+            taken.append(f"login {identity.login!r}")
+        if identity.email and any(u.email_key == unique_key(identity.email) for u in holders):
+            taken.append(f"email {identity.email!r}")
+        verb = "belong" if len(taken) > 1 else "belongs"
         return (
-            "; ".join(taken)
-            + f", which is not linked to subject {identity.subject!r}"
-            + " (set [auth.jwt] link_existing_users = true to link it)"
+            f"{' and '.join(taken) or 'the login or email'} {verb} to another account, "
+            f"which is not linked to subject {identity.subject!r} "
+            "(set [auth.jwt] link_existing_users = true to link it)"
         )
 
 
@@ -313,10 +315,10 @@ def search_users(
 
 
 def find_user(db: DbSession, ref: str | int) -> User | None:
-    """By id (an int) or by login (case-insensitive)."""
+    """By id (an int) or by login (compared by NFKC case-fold, as uniqueness is)."""
     if isinstance(ref, int):
         return db.get(User, ref)
-    return db.scalars(select(User).where(func.lower(User.login) == ref.lower())).first()
+    return db.scalars(select(User).where(User.login_key == unique_key(ref))).first()
 
 
 def update_user(

@@ -19,7 +19,6 @@ import json
 import math
 import re
 import string
-import threading
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -38,13 +37,20 @@ from authsvc.keys.base import (
     UnknownKidRefresh,
     VerificationKey,
 )
+from authsvc.lru import LRUCache
 
 MAX_TOKEN_BYTES = 64 * 1024
 # joserfc's 512-byte default refuses real tokens whose header carries an x5c chain.
 MAX_HEADER_BYTES = 16 * 1024
-# Distinct token headers remembered, decoded and checked (kid, alg): a bounded set,
-# so a client sending random headers cannot grow it.
+# Distinct token headers remembered, decoded and checked (kid, alg): an LRU of this
+# many entries, so a client sending random headers cannot grow it.
 _HEADER_CACHE_SIZE = 256
+# Deepest nesting of arrays and objects accepted in a header or claims set. Real
+# tokens nest a few levels (Keycloak's resource_access.client.roles is 3).
+MAX_JSON_DEPTH = 64
+# What a cached verification keeps alive beyond its payload's size (measured with
+# tracemalloc: the record, its digest, the claims dict and its values).
+_CACHE_ENTRY_OVERHEAD = 1024
 # Year ~33658: far beyond any real token, well inside float precision.
 _MAX_NUMERIC_DATE = 1e12
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -138,21 +144,64 @@ def _strip_alb_padding(token: str) -> str:
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    """RFC 7515/7519: the UTF-8 encoding of a JSON object; NaN and Infinity are not JSON."""
+    """RFC 7515/7519: the UTF-8 encoding of a JSON object; NaN and Infinity are not JSON.
+
+    Stricter than JSON itself where an upstream re-reading the token could
+    disagree with us (RFC 7515 §4, RFC 8725): a member name given twice is
+    refused, not resolved last-wins; nesting is bounded so that no later step
+    can recurse without limit.
+    """
     try:
         value = _DECODER.decode(data.decode("utf-8"))
+    except _DuplicateMember as exc:
+        raise InvalidToken(f"malformed token: {what} has the member {exc.name!r} twice") from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidToken(f"malformed token: {what} is not JSON") from None
     if not isinstance(value, dict):
         raise InvalidToken(f"malformed token: {what} is not a JSON object")
+    # Counting brackets is a cheap upper bound of the depth; walk only when it is exceeded.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _too_deep(value):
+        raise InvalidToken(
+            f"malformed token: {what} nests arrays or objects more than {MAX_JSON_DEPTH} deep"
+        )
     return value
+
+
+def _too_deep(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+class _DuplicateMember(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name[:64]
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
+    return obj
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_members)
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -171,10 +220,46 @@ def _same_json(a: Any, b: Any) -> bool:
 
 
 def _show(value: Any) -> str:
+    """A claim value for a reason: compact JSON, cut short, printable."""
     try:
-        return json.dumps(value, separators=(",", ":"))[:200]
-    except ValueError:  # e.g. an int past Python's digit limit
+        shown = json.dumps(value, separators=(",", ":"))[:200]
+    except (ValueError, TypeError, RecursionError):  # e.g. an int past Python's digit limit
         return "(value too large to show)"
+    return "".join(c if c.isprintable() else "?" for c in shown)
+
+
+def _check_registered_types(claims: Mapping[str, Any]) -> None:
+    """RFC 7519 §4.1's types, checked before any arithmetic or comparison touches a value.
+
+    A present ``null`` is a wrong type, not an absent claim.
+    """
+    for name in ("iss", "jti"):
+        if name in claims and not isinstance(claims[name], str):
+            raise InvalidToken(
+                f"claim {name!r} is invalid: must be a string (got {_show(claims[name])})"
+            )
+    if "aud" in claims:
+        aud = claims["aud"]
+        if not isinstance(aud, str) and not (
+            isinstance(aud, list) and all(isinstance(a, str) for a in aud)
+        ):
+            raise InvalidToken(
+                f"claim 'aud' is invalid: must be a string or an array of strings "
+                f"(got {_show(aud)})"
+            )
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if value is None and (name == "exp" or name not in claims):
+            continue  # an "exp": null is a missing exp, as joserfc sees it
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise InvalidToken(
+                f"claim {name!r} is invalid: must be a NumericDate, a number of seconds "
+                f"(got {_show(value)})"
+            )
+        # Out-of-range NumericDates (10**400, 1e999) would break float arithmetic; the
+        # comparison is exact for ints.
+        if not abs(value) < _MAX_NUMERIC_DATE:
+            raise InvalidToken(f"claim {name!r} is not a valid NumericDate (out of range)")
 
 
 class Verifier:
@@ -192,11 +277,13 @@ class Verifier:
         self._allowed = frozenset(settings.algorithms)
         # strict_check_header=False: unregistered private header fields are legal (RFC 7515 §4.3).
         self._registry = JWSRegistry(algorithms=list(self._allowed), strict_check_header=False)
-        self._cache: dict[bytes, VerifiedToken] = {}
         self._cache_size = settings.verified_cache_size
-        self._cache_lock = threading.Lock()
+        self._cache: LRUCache[bytes, VerifiedToken] = LRUCache(
+            self._cache_size, settings.verified_cache_max_bytes
+        )
         self._presence = keys if isinstance(keys, KeyPresence) else None
-        self._headers: dict[str, tuple[Mapping[str, Any], str]] = {}
+        self._headers: LRUCache[str, tuple[Mapping[str, Any], str]] = LRUCache(_HEADER_CACHE_SIZE)
+        self._token_types = settings.token_types
         # Built once; "now" is read from the clock at each validation.
         self._claims_registry = JWTClaimsRegistry(
             now=lambda: int(self.clock()),
@@ -219,9 +306,10 @@ class Verifier:
                     hit.key
                 ):
                     return hit
-                self._cache.pop(digest, None)
+                self._cache.pop(digest)
             verified = self._verify(token, digest)
-            self._remember(digest, verified)
+            # The token's length bounds what its claims keep alive (they are decoded from it).
+            self._cache.put(digest, verified, len(token) + _CACHE_ENTRY_OVERHEAD)
             return verified
         return self._verify(token, hashlib.sha256(token.encode()).digest())
 
@@ -251,15 +339,6 @@ class Verifier:
         self._cache.clear()
 
     # ------------------------------------------------------------------ steps
-    def _remember(self, digest: bytes, verified: VerifiedToken) -> None:
-        with self._cache_lock:
-            while len(self._cache) >= self._cache_size:
-                try:
-                    self._cache.pop(next(iter(self._cache)))
-                except (StopIteration, KeyError, RuntimeError):
-                    break
-            self._cache[digest] = verified
-
     def verify_signature(self, token: str) -> tuple[Mapping[str, Any], bytes, VerificationKey]:
         """The JWS layer alone (RFC 7515 §5.2): header, key, algorithm, signature, encoding.
 
@@ -292,8 +371,7 @@ class Verifier:
         if known is None:
             decoded = _json_object(b64url_decode(header_b64, "header"), "header")
             known = (MappingProxyType(decoded), self._check_header(decoded))
-            if len(self._headers) < _HEADER_CACHE_SIZE:
-                self._headers[header_b64] = known
+            self._headers.put(header_b64, known)
         header, alg = known
         # Decoded (not parsed) before the signature check: the signing input must be ASCII.
         payload = b64url_decode(payload_b64, "payload")
@@ -355,6 +433,16 @@ class Verifier:
                 f"algorithm {alg} is not allowed ([auth.jwt] algorithms: "
                 f"{' '.join(self.settings.algorithms)})"
             )
+        typ = header.get("typ")
+        if (
+            typ is not None
+            and self._token_types
+            and (not isinstance(typ, str) or typ.lower() not in self._token_types)
+        ):
+            raise InvalidToken(
+                f"header 'typ' {_show(typ)} is not an accepted token type "
+                f"(token_types: {' '.join(sorted(self._token_types))})"
+            )
         if "crit" in header:
             raise InvalidToken(
                 f"header 'crit' lists extensions this verifier does not implement: "
@@ -387,16 +475,14 @@ class Verifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise MissingClaim("claim 'sub' is missing or not a non-empty string")
-        for name in ("exp", "nbf", "iat"):
-            value = claims.get(name)
-            # Out-of-range NumericDates (10**400, 1e999, NaN) would break float arithmetic;
-            # the comparison is exact for ints and false for NaN.
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if number and not abs(value) < _MAX_NUMERIC_DATE:  # type: ignore[arg-type]
-                raise InvalidToken(f"claim {name!r} is not a valid NumericDate (out of range)")
+        _check_registered_types(claims)
         now = self.clock()
         try:
             self._claims_registry.validate(claims)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            # The types were checked above: this is joserfc meeting a value we did not foresee.
+            # A malformed token is a 401 with a reason, never an error past the verifier.
+            raise InvalidToken(f"claims could not be validated: {type(exc).__name__}") from None
         except MissingClaimError:
             raise InvalidToken("claim 'exp' is missing ([auth.jwt] require_exp = true)") from None
         except ExpiredTokenError:

@@ -97,11 +97,12 @@ def test_health_follows_a_postgres_outage(make_app: AppFactory, pg_url: str) -> 
         response = client.get("/api/health")
         assert response.status_code == 503
         body = response.get_json()
-        assert body["database"] == "failing"
+        assert body["database"] == "unavailable"
         assert body["keys"] == "disabled"
         assert body["version"] == authsvc.__version__
-        assert isinstance(body["databaseError"], str)
-        assert "OperationalError" in body["databaseError"]
+        # CONTRACT §7: nothing of the driver, host or port.
+        assert set(body) == {"database", "keys", "version"}
+        assert "5432" not in response.get_data(as_text=True)
 
     response = client.get("/api/health")
     assert response.status_code == 200
@@ -242,6 +243,6 @@ def test_sqlite_gone_is_a_503_with_a_request_id(make_app: AppFactory, tmp_path: 
 
     assert response.status_code == 503
     body = response.get_json()
-    assert body["database"] == "failing"
-    assert body["databaseError"]
+    assert body["database"] == "unavailable"
+    assert "databaseError" not in body
     assert response.headers[REQUEST_ID_HEADER] == "rid-503"

@@ -167,7 +167,8 @@ def test_login_returns_the_user_and_sets_the_session_cookie(
     assert cookie["httponly"] is True
     assert cookie["path"] == "/"
     assert cookie["samesite"] == "Lax"
-    assert "secure" not in cookie
+    # root_url is https: Secure whatever cookie_secure says (CONTRACT §7).
+    assert cookie["secure"] is True
     assert int(cookie["max-age"]) == 30 * 86400
     assert token not in response.get_data(as_text=True)
 
@@ -183,20 +184,29 @@ def test_a_bearer_prefix_on_the_login_header_is_accepted(service: Callable[..., 
     assert set_cookie(response) is not None
 
 
+HTTP_ROOT_URL = "http://auth.example.com/"
 COOKIE_POLICIES = [
-    pytest.param({}, "Lax", False, id="defaults-lax"),
-    pytest.param({"cookie_secure": "true"}, "Lax", True, id="secure-lax"),
-    pytest.param({"cookie_samesite": "strict"}, "Strict", False, id="strict"),
-    pytest.param({"cookie_samesite": "none", "cookie_secure": "true"}, "None", True, id="none"),
-    pytest.param({"cookie_samesite": "disabled"}, None, False, id="disabled"),
+    pytest.param({}, HTTP_ROOT_URL, "Lax", False, id="defaults-lax"),
+    pytest.param({"cookie_secure": "true"}, HTTP_ROOT_URL, "Lax", True, id="secure-lax"),
+    pytest.param({"cookie_samesite": "strict"}, HTTP_ROOT_URL, "Strict", False, id="strict"),
+    pytest.param(
+        {"cookie_samesite": "none", "cookie_secure": "true"}, HTTP_ROOT_URL, "None", True, id="none"
+    ),
+    pytest.param({"cookie_samesite": "disabled"}, HTTP_ROOT_URL, None, False, id="disabled"),
+    pytest.param({}, ROOT_URL, "Lax", True, id="https-root-url-is-secure"),
+    pytest.param({"cookie_secure": "false"}, ROOT_URL, "Lax", True, id="https-overrides-false"),
 ]
 
 
-@pytest.mark.parametrize(("security", "samesite", "secure"), COOKIE_POLICIES)
+@pytest.mark.parametrize(("security", "root_url", "samesite", "secure"), COOKIE_POLICIES)
 def test_every_session_cookie_follows_the_security_section(
-    service: Callable[..., Instance], security: dict[str, str], samesite: str | None, secure: bool
+    service: Callable[..., Instance],
+    security: dict[str, str],
+    root_url: str,
+    samesite: str | None,
+    secure: bool,
 ) -> None:
-    s = service(security=security)
+    s = service(security=security, server={"root_url": root_url})
     login = s.client.post("/api/login/jwt", headers={JWT_HEADER: s.token("alice")})
     url_login = s.client.get("/login", query_string={"auth_token": s.token("alice")})
     session = str((set_cookie(login) or {})["value"])

@@ -386,7 +386,9 @@ def test_pre_existing_account_is_a_conflict_without_link_existing_users(
     token = signer.token(sub="idp-alice", **token_claims)
     for response in (login(client, token), verify(client, token)):
         body = assert_error(response, 409, "user.sync.conflict")
-        assert f"belongs to user {user_id}" in body["reason"]
+        assert "to another account" in body["reason"]
+        # CONTRACT §7: a 409 never reveals another account's id.
+        assert str(user_id) not in body["reason"]
         assert "link_existing_users = true" in body["reason"]
     assert counts(app) == (1, 0, 0)
 
@@ -434,8 +436,8 @@ def test_link_existing_users_refuses_two_different_holders(build: BuildApp, sign
     by_email = insert_unlinked(app, "other", "alice@x.io")
     token = signer.token(sub="idp", preferred_username="alice", email="alice@x.io")
     body = assert_error(login(app.test_client(), token), 409, "user.sync.conflict")
-    assert f"belongs to user {by_login}" in body["reason"]
-    assert f"belongs to user {by_email}" in body["reason"]
+    assert "login 'alice' and email 'alice@x.io' belong to another account" in body["reason"]
+    assert str(by_login) not in body["reason"] and str(by_email) not in body["reason"]
     assert counts(app) == (2, 0, 0)
 
 
@@ -557,7 +559,7 @@ def test_failed_session_creation_leaves_no_user_or_link(
     token = signer.token(sub="atomic", preferred_username="atom", email="atom@x.io")
 
     response = login(app.test_client(), token)
-    assert_error(response, 503, "api.unavailable")
+    assert_error(response, 503, "service.unavailable")
     assert "Set-Cookie" not in response.headers
     assert failing.calls == 1
     assert counts(app) == (0, 0, 0)
@@ -569,7 +571,7 @@ def test_failed_session_creation_leaves_no_user_or_link(
     # A sync in the same failed transaction is rolled back too.
     lifecycle.store = failing
     renamed = signer.token(sub="atomic", preferred_username="atom", name="Renamed")
-    assert_error(login(app.test_client(), renamed), 503, "api.unavailable")
+    assert_error(login(app.test_client(), renamed), 503, "service.unavailable")
     assert stored(app, created["id"]).name == ""
     assert counts(app) == (1, 1, 1)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from authsvc.config import AuthSettings
 from authsvc.errors import SessionInvalid
+from authsvc.identifiers import display_name
 from authsvc.sessions.base import SessionRecord, SessionStore
 from authsvc.verifier import describe_duration
 
@@ -54,6 +55,8 @@ class SessionLifecycle:
         tx: Any = None,
     ) -> tuple[str, SessionRecord]:
         now = self.clock()
+        # A client's User-Agent may hold anything (NUL, lone surrogates): stored clean.
+        user_agent = display_name(user_agent)
         end = now + (self.settings.login_maximum_lifetime or 30 * 86400)
         if self.from_token and token_exp is not None:
             end = min(end, token_exp)

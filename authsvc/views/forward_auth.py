@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
     from authsvc.app import RequestHooks, Service
 
 bp = Blueprint("forward_auth", __name__)
-
-
-def _header_safe(value: str) -> str:
-    """Header values cannot carry CR/LF or non-Latin-1 text; claims can."""
-    cleaned = "".join(c if c.isprintable() else " " for c in value)
-    return cleaned.encode("latin-1", "replace").decode("latin-1")
 
 
 @bp.get("/api/auth/verify")
@@ -61,19 +56,62 @@ def verify() -> Response:
     return response
 
 
+# X-Auth-* headers together stay below this, so that the whole answer fits nginx's
+# default 4 KiB proxy buffer (CONTRACT §7): X-Auth-Groups gives way first.
+HEADER_BUDGET = 3 * 1024
+_TRUNCATED = ("X-Auth-Groups-Truncated", "true")
+
+
 def identity_response(user: UserRecord, subject: str) -> tuple[bytes, list[tuple[str, str]]]:
-    """The 200's body and X-Auth-* headers; one builder for both paths to this endpoint."""
+    """The 200's body and X-Auth-* headers; one builder for both paths to this endpoint.
+
+    Values are the exact text of the account (granian writes a header's str as
+    UTF-8), never a lossy ``?``: identifiers were refused at the mapping step
+    if they held anything a header cannot carry.
+    """
     body = json.dumps({**user.to_json(), "subject": subject}).encode()
     headers = [
-        ("X-Auth-User", _header_safe(user.login)),
-        ("X-Auth-Email", _header_safe(user.email or "")),
-        ("X-Auth-Name", _header_safe(user.name)),
+        ("X-Auth-User", _header_value(user.login, "login")),
+        ("X-Auth-Email", _header_value(user.email or "", "email")),
+        ("X-Auth-Name", _header_value(user.name, "name")),
         ("X-Auth-Role", user.role),
-        ("X-Auth-Groups", _header_safe(",".join(user.groups))),
-        ("X-Auth-Subject", _header_safe(subject)),
-        ("Cache-Control", "no-store"),
     ]
+    groups = [
+        _header_value(g, "group name").replace("%", "%25").replace(",", "%2C") for g in user.groups
+    ]
+    joined = ",".join(groups)
+    used = _size(headers) + _size([("X-Auth-Subject", subject)])
+    if used + _size([("X-Auth-Groups", joined)]) <= HEADER_BUDGET:
+        headers.append(("X-Auth-Groups", joined))
+    else:
+        room = HEADER_BUDGET - used - _size([("X-Auth-Groups", ""), _TRUNCATED])
+        kept: list[str] = []
+        for group in groups:
+            room -= len(group.encode()) + (1 if kept else 0)
+            if room < 0:
+                break
+            kept.append(group)
+        headers.append(("X-Auth-Groups", ",".join(kept)))
+        headers.append(_TRUNCATED)
+    headers.append(("X-Auth-Subject", _header_value(subject, "subject")))
+    headers.append(("Cache-Control", "no-store"))
     return body, headers
+
+
+def _size(headers: list[tuple[str, str]]) -> int:
+    """Bytes the headers take on the wire: ``Name: value\r\n`` each."""
+    return sum(len(name) + len(value.encode()) + 4 for name, value in headers)
+
+
+def _header_value(value: str, what: str) -> str:
+    """``value`` as is; an account stored before identifiers were checked may hold a
+    control character, which no header can carry: refused, never mangled."""
+    if value.isprintable() or not any(unicodedata.category(c) == "Cc" for c in value):
+        return value
+    raise Forbidden(
+        f"the account's {what} holds a control character that no header can carry; "
+        "an administrator must correct it"
+    )
 
 
 class ForwardAuthFastPath:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify, redirect, request
@@ -48,36 +49,47 @@ def safe_redirect_target(target: str | None) -> str:
     return target
 
 
-def set_session_cookie(response: Response, svc: Service, token: str, record: SessionRecord) -> None:
+def _cookie_attributes(svc: Service) -> dict[str, Any]:
+    """Path, Secure, HttpOnly, SameSite of the session cookie, set and cleared alike.
+
+    Secure whenever root_url is https, whatever cookie_secure says (CONTRACT §7):
+    a session cookie served over https must never travel over plain http.
+    """
     security = svc.settings.security
+    https = svc.settings.server.root_url.startswith("https:")
     samesite = None if security.cookie_samesite == "disabled" else security.cookie_samesite.title()
+    return {
+        "path": "/",
+        "secure": security.cookie_secure or https,
+        "httponly": True,
+        "samesite": samesite,
+    }
+
+
+def set_session_cookie(response: Response, svc: Service, token: str, record: SessionRecord) -> None:
     response.set_cookie(
         svc.settings.auth.login_cookie_name,
         token,
         max_age=svc.sessions.cookie_max_age(record),
-        path="/",
-        secure=security.cookie_secure,
-        httponly=True,
-        samesite=samesite,
+        **_cookie_attributes(svc),
     )
 
 
 def clear_session_cookie(response: Response, svc: Service) -> None:
-    security = svc.settings.security
-    samesite = None if security.cookie_samesite == "disabled" else security.cookie_samesite.title()
-    response.delete_cookie(
-        svc.settings.auth.login_cookie_name,
-        path="/",
-        secure=security.cookie_secure,
-        httponly=True,
-        samesite=samesite,
-    )
+    response.delete_cookie(svc.settings.auth.login_cookie_name, **_cookie_attributes(svc))
 
 
-def check_origin(svc: Service, caller: Caller) -> None:
-    """Refuse cookie-authenticated state changes from another origin (CSRF)."""
-    if caller.via != "session" or request.method in ("GET", "HEAD", "OPTIONS"):
+def check_origin(svc: Service, caller: Caller, *, state_changing: bool = False) -> None:
+    """Refuse cookie-authenticated state changes from another origin (CSRF).
+
+    ``state_changing`` marks a GET that changes state (``GET /logout``).
+    """
+    if caller.via != "session":
         return
+    if not state_changing and request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise Forbidden("cross-site request refused (Sec-Fetch-Site: cross-site)")
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if not source:
         return  # neither header: not a browser's cross-site request
@@ -85,9 +97,15 @@ def check_origin(svc: Service, caller: Caller) -> None:
     seen = urlsplit(source)
     if (seen.scheme, seen.netloc) != (root.scheme, root.netloc):
         raise Forbidden(
-            f"cross-origin request from {seen.scheme}://{seen.netloc} refused "
+            f"cross-origin request from {_origin(seen.scheme, seen.netloc)} refused "
             f"(allowed origin: {root.scheme}://{root.netloc}, [server] root_url)"
         )
+
+
+def _origin(scheme: str, netloc: str) -> str:
+    """An origin as a reason may show it: printable, bounded."""
+    text = f"{scheme}://{netloc}"[:200]
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def current_caller(*, sessions: bool = True) -> Caller:
@@ -166,7 +184,7 @@ def current_user() -> Response:
     return jsonify(caller.user.to_json())
 
 
-def _logout(svc: Service) -> None:
+def _logout(svc: Service, *, state_changing_get: bool = False) -> None:
     """Revoke the cookie's session server-side; a copied cookie stops working too."""
     cookie = request.cookies.get(svc.settings.auth.login_cookie_name, "")
     if not cookie:
@@ -180,7 +198,7 @@ def _logout(svc: Service) -> None:
             svc.sessions.store.revoke(record.id)
         return
     try:
-        check_origin(svc, caller)
+        check_origin(svc, caller, state_changing=state_changing_get)
     except Forbidden:
         _queue_rotated(caller)  # the session lives on: keep its new token
         raise
@@ -199,9 +217,10 @@ def logout_api() -> Response:
 
 @bp.get("/logout")
 def logout_page() -> Response:
+    """A link a page can follow: a cross-site one (another site's <img src>) is a 403."""
     svc = service()
     with contextlib.suppress(Unauthorized):
-        _logout(svc)
+        _logout(svc, state_changing_get=True)
     response = redirect(svc.settings.auth.signout_redirect_url or "/", code=302)
     clear_session_cookie(response, svc)
     return response
