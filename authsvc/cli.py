@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from authsvc import __version__
-from authsvc.app import StartupError
-from authsvc.config import ConfigError, Settings, load_settings, parse_duration
+from authsvc.config import ConfigError, Settings, load_settings
 from authsvc.db import MigrationError
-from authsvc.plugins import PluginError
+from authsvc.durations import parse_duration
+from authsvc.plugins import PluginError, StartupError
 
 EXIT_CONFIG = 1
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from authsvc.durations import parse_duration
 from authsvc.plugins import installed_plugins
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,11 @@ SCHEMA: dict[str, dict[str, str]] = {
 ALIASES: dict[tuple[str, str], str] = {
     ("auth.jwt", "allow_assign_grafana_admin"): "allow_assign_server_admin",
 }
+
+
+def issuer_section(name: str) -> str:
+    """The section of the issuer ``name``: ``[auth.jwt]`` is the issuer named ``jwt``."""
+    return "auth.jwt" if name == "jwt" else f"auth.jwt.{name}"
 
 
 # --------------------------------------------------------------------------- errors
@@ -268,9 +274,15 @@ class JWTSettings:
     """The effective key provider: configured, or chosen by the key source set."""
     user_provisioner: str
     session_lifetime_from_token: bool
+    name: str = "jwt"
+    """The issuer these settings describe: ``jwt`` for ``[auth.jwt]``."""
+    section: str = "auth.jwt"
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
-        return f"JWTSettings(enabled={self.enabled}, key_provider={self.key_provider!r}, ...)"
+        return (
+            f"JWTSettings(name={self.name!r}, enabled={self.enabled}, "
+            f"key_provider={self.key_provider!r}, ...)"
+        )
 
 
 @dataclass(frozen=True)
@@ -289,6 +301,9 @@ class Settings:
     security: SecuritySettings
     users: UsersSettings
     jwt: JWTSettings
+    """``[auth.jwt]``: the issuer named ``jwt``, enabled or not."""
+    issuers: Mapping[str, JWTSettings]
+    """Every issuer section by name, in configuration order (``jwt`` first), enabled or not."""
     warnings: tuple[str, ...] = field(default=(), compare=False)
     overrides: tuple[str, ...] = field(default=(), compare=False)
     """Environment overrides applied, secret-looking values redacted (for the log)."""
@@ -464,27 +479,9 @@ def _expand(value: str, env: Mapping[str, str], home: Path) -> str:
 
 
 # --------------------------------------------------------------------------- typed reading
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-def parse_duration(text: str) -> float:
-    """``30s``, ``10m``, ``6h``, ``7d``, ``2w`` (or sums like ``1h30m``) → seconds; ``0`` is 0."""
-    t = text.strip()
-    if t == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m[1]) * _UNIT_SECONDS[m[2]]
-        pos = m.end()
-    if pos == 0 or pos != len(t):
-        raise ValueError("expected a duration like 30s, 10m, 6h, 7d or 2w (or 0)")
-    return total
 
 
 def parse_bool(text: str) -> bool:
@@ -782,6 +779,7 @@ def _build(
         security=security,
         users=users,
         jwt=jwt,
+        issuers={jwt.name: jwt},
         warnings=warnings,
         overrides=overrides,
         raw=raw,

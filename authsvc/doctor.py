@@ -16,7 +16,7 @@ from authsvc.config import Settings
 from authsvc.errors import AuthsvcError
 from authsvc.identity import ClaimsMapper
 from authsvc.keys.base import KeyProvider
-from authsvc.plugins import PluginContext
+from authsvc.plugins import PluginContext, build_plugin
 from authsvc.remote_cache import make_remote_cache
 from authsvc.verifier import Verifier, fingerprint
 
@@ -42,8 +42,6 @@ def _when(value: Any) -> str:
 
 def inspect_token(settings: Settings, token: str) -> tuple[str, bool]:
     """The doctor's report and whether the token would be accepted."""
-    from authsvc.app import _build_plugin
-
     token = token.strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
@@ -61,7 +59,7 @@ def inspect_token(settings: Settings, token: str) -> tuple[str, bool]:
         lines.append("verdict: cannot verify: [auth.jwt] enabled = false")
         return "\n".join(lines), False
     context = PluginContext(settings, remote_cache=make_remote_cache(settings.remote_cache))
-    keys: KeyProvider = _build_plugin(
+    keys: KeyProvider = build_plugin(
         "authsvc.key_providers", settings.jwt.key_provider, context, KeyProvider
     )
     kid = header.get("kid") if isinstance(header, dict) else None

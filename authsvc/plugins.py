@@ -8,8 +8,17 @@ rather than resolved silently: the slot decides who gets in.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from authsvc.config import JWTSettings, Settings
+    from authsvc.remote_cache import RemoteCache
 
 GROUPS = ("authsvc.key_providers", "authsvc.provisioners", "authsvc.session_stores")
 
@@ -52,20 +61,48 @@ def load_plugin(group: str, name: str) -> Any:
         raise PluginError(f"plugin {name!r} in {group} from {dist} failed to load: {exc}") from exc
 
 
+@dataclass(frozen=True)
 class PluginContext:
-    """What the app hands a plugin's ``from_config``: settings and shared services.
+    """What the app hands a plugin's ``from_config``: settings, shared services, and the slot.
 
-    Kept small on purpose; a plugin reads its own options from
-    ``settings.raw`` (its own section) or from the typed settings.
+    ``issuer`` names the issuer whose slot a key provider or provisioner fills;
+    its own settings are ``jwt`` and its raw options (a third party's own keys
+    included) ``options``, so every plugin blames its section precisely.
     """
 
-    def __init__(
-        self, settings: Any, db: Any = None, remote_cache: Any = None, clock: Any = None
-    ) -> None:
-        import time
+    settings: Settings
+    db: sessionmaker[Session] | None = None
+    remote_cache: RemoteCache | None = None
+    """State shared by every instance."""
+    clock: Callable[[], float] = time.time
+    issuer: str = "jwt"
 
-        self.settings = settings
-        self.db = db
-        self.remote_cache = remote_cache
-        """authsvc.remote_cache.RemoteCache: state shared by every instance."""
-        self.clock = clock or time.time
+    @property
+    def jwt(self) -> JWTSettings:
+        """The issuer's own settings (``[auth.jwt]`` or ``[auth.jwt.NAME]``)."""
+        return self.settings.issuers[self.issuer]
+
+    @property
+    def section(self) -> str:
+        return self.jwt.section
+
+    @property
+    def options(self) -> Mapping[str, str]:
+        """The issuer section's final string values, keys unknown to authsvc included."""
+        return self.settings.raw.get(self.section, {})
+
+
+class StartupError(Exception):
+    """The service cannot start; the message says why in one line."""
+
+
+def build_plugin(group: str, name: str, context: PluginContext, protocol: type) -> Any:
+    """Load the configured plugin of a slot and build it; a bad configuration stops start-up."""
+    factory = load_plugin(group, name)
+    try:
+        plugin = factory.from_config(context)
+    except (ValueError, OSError) as exc:  # KeyError_ is a ValueError
+        raise StartupError(str(exc)) from exc
+    if not isinstance(plugin, protocol):
+        raise PluginError(f"plugin {name!r} in {group} does not implement {protocol.__name__}")
+    return plugin

@@ -14,9 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from authsvc.config import RemoteCacheSettings
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,29 @@ class MemoryCache:
         self._sweep_at = max(1024, 2 * len(self._data))
 
 
+def redis_client(settings: RemoteCacheSettings, *, timeout: float) -> Redis:
+    """A client for ``[remote_cache] connstr``: the remote cache's and the session store's."""
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:
+        raise RuntimeError(
+            "[remote_cache] type = redis needs the redis package: pip install 'authsvc[redis]'"
+        ) from None
+    return redis.Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        db=settings.redis_db,
+        password=settings.redis_password or None,
+        ssl=settings.redis_ssl,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # One immediate retry covers a pooled connection that Redis closed meanwhile.
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
 class RedisCache:
     """Redis shared by every instance; keys prefixed ``authsvc:``.
 
@@ -101,26 +127,10 @@ class RedisCache:
     def __init__(
         self, settings: RemoteCacheSettings, clock: Callable[[], float] = time.time
     ) -> None:
-        try:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError:
-            raise RuntimeError(
-                "[remote_cache] type = redis needs the redis package: pip install 'authsvc[redis]'"
-            ) from None
+        import redis
+
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
-        self._client: redis.Redis = redis.Redis(
-            host=settings.redis_host,
-            port=settings.redis_port,
-            db=settings.redis_db,
-            password=settings.redis_password or None,
-            ssl=settings.redis_ssl,
-            socket_timeout=_SOCKET_TIMEOUT,
-            socket_connect_timeout=_SOCKET_TIMEOUT,
-            # One immediate retry covers a pooled connection that Redis closed meanwhile.
-            retry=Retry(NoBackoff(), 1),
-        )
+        self._client = redis_client(settings, timeout=_SOCKET_TIMEOUT)
         self._where = f"redis at {settings.redis_host}:{settings.redis_port} db {settings.redis_db}"
         self._clock = clock
         self._local = MemoryCache(clock)

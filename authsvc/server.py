@@ -47,7 +47,8 @@ def serve(
     from granian.log import LogLevels
     from granian.server import Server
 
-    from authsvc.app import StartupError, create_app
+    from authsvc.app import create_app
+    from authsvc.plugins import StartupError
 
     configure_logging(settings.log)
     engine = make_engine(settings.database)

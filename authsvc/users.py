@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, bindparam, func, or_, select
 from sqlalchemy.orm import Session as DbSession
 
+from authsvc.config import issuer_section
 from authsvc.db import RawQuery
 from authsvc.errors import UserConflict
 from authsvc.identifiers import unique_key
@@ -162,21 +163,38 @@ class UserReader:
         return self._record(self._by_id.first(id=user_id))
 
 
-class UserStore:
-    """User operations inside one transaction (``db``), timed by one clock."""
+def auth_module(issuer: str) -> str:
+    """``authModule`` of the user JSON: Grafana's ``authjwt``, or ``authjwt.NAME``."""
+    return AUTH_MODULE if issuer == JWT_PROVIDER else f"{AUTH_MODULE}.{issuer}"
 
-    def __init__(self, db: DbSession, policy: SyncPolicy, clock: Callable[[], float]) -> None:
+
+class UserStore:
+    """User operations inside one transaction (``db``) for one issuer, timed by one clock.
+
+    Links are (issuer name, subject): ``issuer`` is the link provider.
+    """
+
+    def __init__(
+        self,
+        db: DbSession,
+        policy: SyncPolicy,
+        clock: Callable[[], float],
+        issuer: str = JWT_PROVIDER,
+    ) -> None:
         self.db = db
         self.policy = policy
         self.clock = clock
+        self.issuer = issuer
+        self.created: set[int] = set()
+        """Ids of the users this transaction created (the sync step leaves them alone)."""
 
     # ---------------------------------------------------------------- lookups
-    def linked(self, subject: str, provider: str = JWT_PROVIDER) -> User | None:
-        """The user linked to (provider, subject), if any."""
+    def linked(self, subject: str, provider: str | None = None) -> User | None:
+        """The user linked to (provider, subject), if any; provider defaults to the issuer."""
         return self.db.scalars(
             select(User)
             .join(AuthLink, AuthLink.user_id == User.id)
-            .where(AuthLink.provider == provider, AuthLink.subject == subject)
+            .where(AuthLink.provider == (provider or self.issuer), AuthLink.subject == subject)
         ).one_or_none()
 
     def holders(self, login: str, email: str) -> Sequence[User]:
@@ -199,18 +217,24 @@ class UserStore:
             is_server_admin=bool(identity.is_server_admin),
             groups=list(identity.groups),
             disabled=False,
-            auth_module=AUTH_MODULE,
+            auth_module=auth_module(self.issuer),
             created_at=now,
             updated_at=now,
         )
         self.db.add(user)
         self.db.flush()
+        self.created.add(user.id)
         self.link(user, identity.subject)
         return user
 
-    def link(self, user: User, subject: str, provider: str = JWT_PROVIDER) -> None:
+    def link(self, user: User, subject: str, provider: str | None = None) -> None:
         self.db.add(
-            AuthLink(user_id=user.id, provider=provider, subject=subject, created_at=self.clock())
+            AuthLink(
+                user_id=user.id,
+                provider=provider or self.issuer,
+                subject=subject,
+                created_at=self.clock(),
+            )
         )
         self.db.flush()
 
@@ -229,7 +253,7 @@ class UserStore:
         if (
             self.db.scalar(
                 select(AuthLink.id).where(
-                    AuthLink.user_id == user.id, AuthLink.provider == JWT_PROVIDER
+                    AuthLink.user_id == user.id, AuthLink.provider == self.issuer
                 )
             )
             is not None
@@ -267,8 +291,7 @@ class UserStore:
         if others:
             raise UserConflict(self._conflict_reason(identity, others))
 
-    @staticmethod
-    def _conflict_reason(identity: Identity, holders: Sequence[User]) -> str:
+    def _conflict_reason(self, identity: Identity, holders: Sequence[User]) -> str:
         """Which of the token's identifiers are taken; never whose account holds them."""
         taken = []
         if identity.login and any(u.login_key == unique_key(identity.login) for u in holders):
@@ -279,7 +302,7 @@ class UserStore:
         return (
             f"{' and '.join(taken) or 'the login or email'} {verb} to another account, "
             f"which is not linked to subject {identity.subject!r} "
-            "(set [auth.jwt] link_existing_users = true to link it)"
+            f"(set [{issuer_section(self.issuer)}] link_existing_users = true to link it)"
         )
 
 

@@ -29,6 +29,7 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
 from authsvc.config import JWTSettings
+from authsvc.durations import describe_duration
 from authsvc.errors import AuthsvcError, InvalidToken, MissingClaim
 from authsvc.keys.base import (
     KeyIds,
@@ -92,19 +93,6 @@ def fingerprint(token: str) -> str:
 
 def _digest_name(digest: bytes) -> str:
     return "sha256:" + digest.hex()[:16]
-
-
-def describe_duration(seconds: float) -> str:
-    """``3m12s``-style durations for reasons a person reads."""
-    s = int(abs(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            parts.append(f"{s // size}{unit}")
-            s %= size
-    if s or not parts:
-        parts.append(f"{s}s")
-    return "".join(parts)
 
 
 _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")

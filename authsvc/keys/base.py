@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
+
+if TYPE_CHECKING:
+    from authsvc.plugins import PluginContext
 
 # The algorithms each kind of key can verify; a key verifies no others.
 ALGORITHMS_BY_CURVE = {"P-256": ("ES256",), "P-384": ("ES384",), "P-521": ("ES512",)}
@@ -62,7 +65,12 @@ class KeyState:
 
 @runtime_checkable
 class KeyProvider(Protocol):
-    """Hands the verifier the key for a token's kid, from memory."""
+    """Hands the verifier the key for a token's kid, from memory (``authsvc.key_providers``)."""
+
+    @classmethod
+    def from_config(cls, context: PluginContext) -> Self:
+        """Read the keys (or start fetching them) for ``context.issuer``; KeyError_ saying why
+        not, naming ``[context.section] KEY``."""
 
     def get_key(self, kid: str | None) -> VerificationKey | None:
         """The key for ``kid``, or None. Called on every request: no I/O."""

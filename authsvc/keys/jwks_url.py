@@ -34,12 +34,12 @@ import requests
 
 from authsvc import __version__
 from authsvc.config import JWTSettings
+from authsvc.durations import describe_duration
 from authsvc.errors import KeysUnavailable
 from authsvc.keys.base import KeyError_, KeyState, VerificationKey
 from authsvc.keys.jwks import parse_key_set
 from authsvc.plugins import PluginContext
 from authsvc.remote_cache import MemoryCache, RemoteCache
-from authsvc.verifier import describe_duration
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +122,18 @@ class JwksUrlProvider:
     @classmethod
     def from_config(cls, context: PluginContext) -> JwksUrlProvider:
         """Fetch the set once; a failing URL is not a start-up error, a bad setting is."""
-        jwt: JWTSettings = context.settings.jwt
+        jwt: JWTSettings = context.jwt
         if not jwt.jwk_set_url:
-            raise KeyError_("[auth.jwt] jwk_set_url: not set")
+            raise KeyError_(f"[{context.section}] jwk_set_url: not set")
         if jwt.tls_client_ca and jwt.tls_skip_verify_insecure:
             raise KeyError_(
-                "[auth.jwt] tls_skip_verify_insecure: cannot be true while tls_client_ca is set"
+                f"[{context.section}] tls_skip_verify_insecure: "
+                "cannot be true while tls_client_ca is set"
             )
         if jwt.jwk_set_timeout <= 0:
-            raise KeyError_("[auth.jwt] jwk_set_timeout: expected a duration above 0, like 10s")
+            raise KeyError_(
+                f"[{context.section}] jwk_set_timeout: expected a duration above 0, like 10s"
+            )
         cache = context.remote_cache
         if cache is None:
             cache = MemoryCache(context.clock)

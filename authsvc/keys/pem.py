@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
 from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms, b64decode_setting
+from authsvc.keys.fixed import FixedKeyProvider
 from authsvc.plugins import PluginContext
 
 
@@ -36,48 +37,22 @@ def load_pem_key(pem: bytes, kid: str | None) -> Key:
     raise KeyError_(f"unsupported public key type {type(native).__name__}")
 
 
-class PemKeyProvider:
+class PemKeyProvider(FixedKeyProvider):
     """A single fixed public key; ``key_id`` is its kid."""
-
-    def __init__(self, key: VerificationKey, source: str) -> None:
-        self._key = key
-        self._source = source
 
     @classmethod
     def from_config(cls, context: PluginContext) -> PemKeyProvider:
-        jwt = context.settings.jwt
+        jwt = context.jwt
         kid = jwt.key_id or None
         if jwt.key_file:
-            source = f"key_file {jwt.key_file}"
+            kind, source = "key_file", f"key_file {jwt.key_file}"
             pem = Path(jwt.key_file).read_bytes()
         else:
-            source = "key_value"
-            pem = b64decode_setting(jwt.key_value, "[auth.jwt] key_value")
+            kind = source = "key_value"
+            pem = b64decode_setting(jwt.key_value, f"[{context.section}] key_value")
         try:
             key = load_pem_key(pem, kid)
             algs = allowed_algorithms(key, kid, jwt.algorithms)
         except KeyError_ as exc:
-            raise KeyError_(f"[auth.jwt] {source.split()[0]}: {exc}") from None
-        return cls(VerificationKey(kid, key, algs), source)
-
-    def get_key(self, kid: str | None) -> VerificationKey | None:
-        return self._key if kid == self._key.kid else None
-
-    def kids(self) -> list[str | None]:
-        return [self._key.kid]
-
-    def refresh(self) -> None:
-        """Fixed keys change only with a restart."""
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": self._source.split()[0],
-            "source": self._source,
-            "keys": [
-                {
-                    "kid": self._key.kid,
-                    "kty": self._key.kind,
-                    "algorithms": sorted(self._key.algorithms),
-                }
-            ],
-        }
+            raise KeyError_(f"[{context.section}] {kind}: {exc}") from None
+        return cls({kid: VerificationKey(kid, key, algs)}, source)

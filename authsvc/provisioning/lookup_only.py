@@ -6,24 +6,27 @@ from authsvc.errors import SignupDisabled
 from authsvc.identity import Identity
 from authsvc.models import User
 from authsvc.plugins import PluginContext
-from authsvc.provisioning.base import find_and_sync
+from authsvc.provisioning.base import find
 from authsvc.users import UserStore
 
 
 class LookupOnlyProvisioner:
     # A linked user whose token changes nothing needs no provisioning: the hot
-    # path may answer from one read (authn.Authenticator.resolve).
+    # path may answer from one read (authn.service.AuthnService.resolve).
     trusts_linked_users = True
+
+    def __init__(self, section: str) -> None:
+        self.section = section
 
     @classmethod
     def from_config(cls, context: PluginContext) -> LookupOnlyProvisioner:
-        return cls()
+        return cls(context.section)
 
     def provision(self, identity: Identity, users: UserStore) -> User:
-        user = find_and_sync(identity, users)
+        user = find(identity, users)
         if user is None:
             raise SignupDisabled(
                 f"no user is linked to subject {identity.subject!r} (login {identity.login!r}) "
-                "and sign-up is off ([auth.jwt] auto_sign_up = false)"
+                f"and sign-up is off ([{self.section}] auto_sign_up = false)"
             )
         return user

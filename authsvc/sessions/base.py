@@ -10,7 +10,10 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+if TYPE_CHECKING:
+    from authsvc.plugins import PluginContext
 
 
 def new_token() -> str:
@@ -19,6 +22,18 @@ def new_token() -> str:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """What a login knows of the session it starts; the store adds id, token and times."""
+
+    user_id: int
+    auth_module: str
+    subject: str = ""
+    """The identity-provider subject of the token that started it (X-Auth-Subject)."""
+    user_agent: str = ""
+    client_ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +70,13 @@ class SessionRecord:
 
 @runtime_checkable
 class SessionStore(Protocol):
+    """A plugin in ``authsvc.session_stores``: keeps session records, decides nothing."""
+
+    @classmethod
+    def from_config(cls, context: PluginContext) -> Self: ...
+
     def create(
-        self,
-        user_id: int,
-        *,
-        now: float,
-        expires_at: float,
-        auth_module: str,
-        subject: str = "",
-        user_agent: str = "",
-        client_ip: str = "",
-        tx: Any = None,
+        self, new: NewSession, *, now: float, expires_at: float, tx: Any = None
     ) -> tuple[str, SessionRecord]:
         """A new session; returns the token (for the cookie) and the record.
 

@@ -7,14 +7,14 @@ injectable clock so tests move time instead of sleeping.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from authsvc.config import AuthSettings
+from authsvc.durations import describe_duration
 from authsvc.errors import SessionInvalid
 from authsvc.identifiers import display_name
-from authsvc.sessions.base import SessionRecord, SessionStore
-from authsvc.verifier import describe_duration
+from authsvc.sessions.base import NewSession, SessionRecord, SessionStore
 
 # How long the token replaced by a rotation keeps working, so that requests
 # already in flight with it (parallel XHRs, a second tab) do not fail.
@@ -35,41 +35,24 @@ class SessionLifecycle:
         self,
         store: SessionStore,
         settings: AuthSettings,
-        session_lifetime_from_token: bool,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
         self.settings = settings
-        self.from_token = session_lifetime_from_token
         self.clock = clock
 
     def start(
-        self,
-        user_id: int,
-        *,
-        token_exp: float | None,
-        auth_module: str,
-        subject: str = "",
-        user_agent: str = "",
-        client_ip: str = "",
-        tx: Any = None,
+        self, new: NewSession, *, end_by: float | None = None, tx: Any = None
     ) -> tuple[str, SessionRecord]:
+        """A new session for ``new``, ending at the maximum lifetime or ``end_by`` if sooner
+        (the token's exp, under its issuer's ``session_lifetime_from_token``)."""
         now = self.clock()
         # A client's User-Agent may hold anything (NUL, lone surrogates): stored clean.
-        user_agent = display_name(user_agent)
+        new = replace(new, user_agent=display_name(new.user_agent), client_ip=new.client_ip[:64])
         end = now + (self.settings.login_maximum_lifetime or 30 * 86400)
-        if self.from_token and token_exp is not None:
-            end = min(end, token_exp)
-        return self.store.create(
-            user_id,
-            now=now,
-            expires_at=end,
-            auth_module=auth_module,
-            subject=subject,
-            user_agent=user_agent,
-            client_ip=client_ip,
-            tx=tx,
-        )
+        if end_by is not None:
+            end = min(end, end_by)
+        return self.store.create(new, now=now, expires_at=end, tx=tx)
 
     def resume(self, token: str, admit: Callable[[SessionRecord], object] | None = None) -> Resumed:
         """The live session for a cookie's token, rotating it when due; else SessionInvalid.

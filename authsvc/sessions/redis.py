@@ -16,9 +16,9 @@ from typing import Any
 
 import redis
 
-from authsvc.config import RemoteCacheSettings
 from authsvc.plugins import PluginContext
-from authsvc.sessions.base import SessionRecord, new_token, token_hash
+from authsvc.remote_cache import redis_client
+from authsvc.sessions.base import NewSession, SessionRecord, new_token, token_hash
 
 _P = "authsvc:"
 
@@ -42,18 +42,6 @@ return 0
 """
 
 
-def client_from_settings(settings: RemoteCacheSettings) -> redis.Redis:
-    return redis.Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        db=settings.redis_db,
-        password=settings.redis_password or None,
-        ssl=settings.redis_ssl,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-    )
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -75,7 +63,7 @@ class RedisSessionStore:
 
     @classmethod
     def from_config(cls, context: PluginContext) -> RedisSessionStore:
-        return cls(client_from_settings(context.settings.remote_cache), context.clock)
+        return cls(redis_client(context.settings.remote_cache, timeout=2.0), context.clock)
 
     def _record(self, sid: str, d: dict[str, str], digest: str) -> SessionRecord:
         prev = d.get("prev_valid_until")
@@ -95,41 +83,31 @@ class RedisSessionStore:
         )
 
     def create(
-        self,
-        user_id: int,
-        *,
-        now: float,
-        expires_at: float,
-        auth_module: str,
-        subject: str = "",
-        user_agent: str = "",
-        client_ip: str = "",
-        tx: Any = None,
+        self, new: NewSession, *, now: float, expires_at: float, tx: Any = None
     ) -> tuple[str, SessionRecord]:
         token = new_token()
         digest = token_hash(token)
         sid = secrets.token_hex(12)
         ttl = _ms(expires_at - now)
         fields = {
-            "user_id": str(user_id),
-            "auth_module": auth_module,
-            "subject": subject[:255],
+            "user_id": str(new.user_id),
+            "auth_module": new.auth_module,
+            "subject": new.subject[:255],
             "created_at": repr(now),
             "rotated_at": repr(now),
             "seen_at": repr(now),
             "expires_at": repr(expires_at),
             "token_hash": digest,
-            "user_agent": user_agent[:255],
-            "client_ip": client_ip[:64],
+            "user_agent": new.user_agent[:255],
+            "client_ip": new.client_ip[:64],
         }
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{_P}sess:{sid}", mapping=dict(fields.items()))
         pipe.pexpire(f"{_P}sess:{sid}", ttl)
         pipe.set(f"{_P}tok:{digest}", sid, px=ttl)
-        pipe.sadd(f"{_P}usess:{user_id}", sid)
+        pipe.sadd(f"{_P}usess:{new.user_id}", sid)
         pipe.execute()
-        record = self._record(sid, fields, digest)
-        return token, record
+        return token, self._record(sid, fields, digest)
 
     def lookup(self, token: str) -> SessionRecord | None:
         digest = token_hash(token)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from authsvc.db import RawQuery
 from authsvc.models import Session
 from authsvc.plugins import PluginContext
-from authsvc.sessions.base import SessionRecord, new_token, token_hash
+from authsvc.sessions.base import NewSession, SessionRecord, new_token, token_hash
 
 _COLUMNS = (
     "id", "user_id", "auth_module", "created_at", "rotated_at", "seen_at", "expires_at",
@@ -55,34 +55,26 @@ class SqlSessionStore:
 
     @classmethod
     def from_config(cls, context: PluginContext) -> SqlSessionStore:
+        if context.db is None:
+            raise ValueError("the sql session store needs the service's database")
         return cls(context.db)
 
     def create(
-        self,
-        user_id: int,
-        *,
-        now: float,
-        expires_at: float,
-        auth_module: str,
-        subject: str = "",
-        user_agent: str = "",
-        client_ip: str = "",
-        tx: Any = None,
+        self, new: NewSession, *, now: float, expires_at: float, tx: Any = None
     ) -> tuple[str, SessionRecord]:
         token = new_token()
-        agent, ip, subject = user_agent[:255], client_ip[:64], subject[:255]
+        agent, ip, subject = new.user_agent[:255], new.client_ip[:64], new.subject[:255]
         values: dict[str, Any] = {
-            "user_id": user_id,
+            "user_id": new.user_id,
             "token_hash": token_hash(token),
             "prev_token_hash": None,
             "prev_valid_until": None,
-            "auth_module": auth_module,
+            "auth_module": new.auth_module,
             "subject": subject,
             "created_at": now,
             "rotated_at": now,
             "seen_at": now,
             "expires_at": expires_at,
-            "revoked_at": None,
             "user_agent": agent,
             "client_ip": ip,
         }
@@ -96,8 +88,8 @@ class SqlSessionStore:
                 session_id = db.execute(statement).scalar_one()
         return token, SessionRecord(
             id=str(session_id),
-            user_id=user_id,
-            auth_module=auth_module,
+            user_id=new.user_id,
+            auth_module=new.auth_module,
             created_at=now,
             rotated_at=now,
             seen_at=now,

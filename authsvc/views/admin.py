@@ -6,10 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from authsvc.app import Service, service
 from authsvc.errors import BadRequest, Forbidden, NotFound
-from authsvc.keys.base import KeyDescription
 from authsvc.models import User
+from authsvc.service import Service, service
 from authsvc.users import admin_json, find_user, search_users, update_user
 from authsvc.views.login import current_caller
 
@@ -104,11 +103,5 @@ def revoke_sessions(user_id: int) -> Response:
 @bp.get("/keys")
 def keys() -> Response:
     svc = _require_server_admin()
-    sources = []
-    if svc.keys is not None:
-        described = (
-            svc.keys.describe() if isinstance(svc.keys, KeyDescription) else {"kind": "unknown"}
-        )
-        described["health"] = svc.key_health().state
-        sources.append(described)
-    return jsonify({"enabled": svc.keys is not None, "sources": sources})
+    sources = [issuer.describe() for issuer in svc.issuers]
+    return jsonify({"enabled": bool(sources), "sources": sources})

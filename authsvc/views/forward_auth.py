@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 
-from authsvc.authn import strip_bearer
 from authsvc.config import ROLES
 from authsvc.errors import BadRequest, Forbidden
 from authsvc.identity import role_at_least
@@ -25,7 +24,7 @@ from authsvc.views.login import current_caller
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from authsvc.app import RequestHooks, Service
+    from authsvc.service import Service
 
 bp = Blueprint("forward_auth", __name__)
 
@@ -46,11 +45,7 @@ def verify() -> Response:
             f"not in any of the groups {', '.join(wanted)} "
             f"(member of: {', '.join(groups) or 'none'})"
         )
-    if caller.jwt is not None:
-        subject = caller.jwt.identity.subject
-    else:
-        subject = caller.session.subject if caller.session is not None else ""
-    body, headers = identity_response(user, subject)
+    body, headers = identity_response(user, caller.subject)
     response = Response(body, mimetype="application/json")
     response.headers.extend(headers)
     return response
@@ -117,23 +112,21 @@ def _header_value(value: str, what: str) -> str:
 class ForwardAuthFastPath:
     """WSGI middleware answering the common forward-auth request before Flask's dispatch.
 
-    The common request — ``GET /api/auth/verify``, no query string, a JWT this
-    process verified before and that is still valid, its linked user unchanged
-    and enabled — costs one user read (the same one the Flask view makes);
-    Flask's request machinery would add ~120 µs to it. Everything else (a new
-    token, cookies, ``?role=``/``?group=`` gates, any refusal, any error) falls
-    through to the Flask view, which answers it the long way.
+    The common request — ``GET /api/auth/verify``, no query string, a JWT an
+    issuer of this process verified before and that is still valid, its
+    linked user unchanged and enabled — is the authentication service's
+    cached entry (``AuthnService.cached_caller``) plus the same response
+    builder as the view; Flask's request machinery would add ~120 µs to it.
+    Everything else (a new token, cookies, gates, any refusal, any error)
+    falls through to the Flask view, which answers it the long way.
     """
 
     PATH = "/api/auth/verify"
 
-    def __init__(self, wsgi_app: WSGIApplication, svc: Service, hooks: RequestHooks) -> None:
-        assert svc.jwt is not None
+    def __init__(self, wsgi_app: WSGIApplication, svc: Service) -> None:
         self.next = wsgi_app
-        self.jwt = svc.jwt
         self.authn = svc.authn
-        self.hooks = hooks
-        self.header_key = "HTTP_" + svc.jwt.settings.header_name.upper().replace("-", "_")
+        self.hooks = svc.hooks
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
         if (
@@ -148,21 +141,17 @@ class ForwardAuthFastPath:
 
     def _answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
         started = time.perf_counter()
-        token = strip_bearer(environ.get(self.header_key, ""))
-        verified = self.jwt.verifier.cached(token) if token else None
-        if verified is None:
+        caller = self.authn.cached_caller(environ)
+        if caller is None:
             return None
         try:
-            identity = self.jwt.mapper.identity(verified.claims)
-            user = self.authn.unchanged_linked(identity)
-        except Exception:  # any refusal or failure: the Flask view answers and reports it
+            body, headers = identity_response(caller.user, caller.subject)
+        except Exception:  # e.g. a stored login no header can carry: the view refuses it
             return None
-        if user is None:
-            return None
-        body, headers = identity_response(user, identity.subject)
         headers.append(("Content-Type", "application/json"))
         headers.append(("Content-Length", str(len(body))))
-        headers.extend(self.hooks.common_headers(environ.get("HTTP_X_REQUEST_ID", "")))
+        rid = self.hooks.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        headers.extend(self.hooks.common_headers(rid))
         start_response("200 OK", headers)
         self.hooks.observe(self.PATH, 200, time.perf_counter() - started)
         return [body]

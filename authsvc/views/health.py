@@ -7,8 +7,8 @@ import logging
 from flask import Blueprint, Response, jsonify
 
 from authsvc import __version__
-from authsvc.app import service
 from authsvc.db import ping
+from authsvc.service import service
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

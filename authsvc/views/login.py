@@ -16,10 +16,11 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, jsonify, redirect, request
 from werkzeug.wrappers import Response
 
-from authsvc.app import Service, service
 from authsvc.authn import QUERY_PARAM, Caller
 from authsvc.errors import Forbidden, IdentityDisabled, SessionInvalid, Unauthorized
+from authsvc.service import Service, service
 from authsvc.sessions.base import SessionRecord
+from authsvc.users import UserRecord
 
 bp = Blueprint("login", __name__)
 
@@ -132,22 +133,31 @@ def _renew_cookie(response: Response) -> Response:
     return response
 
 
-@bp.post("/api/login/jwt")
-def login_jwt() -> Response:
-    svc = service()
-    if svc.jwt is None:
-        raise Unauthorized("JWT authentication is disabled", token_presented=False)
-    token = svc.jwt.extract(request, query=False)
-    if token is None:
+def _start_session(svc: Service, *, url: bool) -> tuple[UserRecord, str, SessionRecord]:
+    """Both login endpoints: the JWT, the post-auth steps and a new session.
+
+    ``url``: ``GET /login``, where issuers with ``url_login`` also read ``?auth_token=``.
+    """
+    result = svc.authn.authenticate_jwt(request, query=None if url else False)
+    if result is None:
+        headers = " or ".join(sorted({c.header_name for c in svc.authn.jwt_clients}))
         raise Unauthorized(
-            f"no token: send a JWT in {svc.jwt.settings.header_name}", token_presented=False
+            "no token: pass it as ?auth_token=" if url else f"no token: send a JWT in {headers}",
+            token_presented=False,
         )
-    result = svc.jwt.authenticate_token(token)
-    user, session_token, record = svc.authn.login(
+    return svc.authn.login(
         result,
         user_agent=request.headers.get("User-Agent", ""),
         client_ip=request.remote_addr or "",
     )
+
+
+@bp.post("/api/login/jwt")
+def login_jwt() -> Response:
+    svc = service()
+    if not len(svc.issuers):
+        raise Unauthorized("JWT authentication is disabled", token_presented=False)
+    user, session_token, record = _start_session(svc, url=False)
     response = Response(json.dumps(user.to_json()), mimetype="application/json")
     set_session_cookie(response, svc, session_token, record)
     response.headers["Cache-Control"] = "no-store"
@@ -158,19 +168,11 @@ def login_jwt() -> Response:
 def login_url() -> Response:
     svc = service()
     target = safe_redirect_target(request.args.get("redirect_to"))
-    if svc.jwt is None or not svc.jwt.settings.url_login:
+    if not any(issuer.settings.url_login for issuer in svc.issuers):
         raise Unauthorized(
             "URL login is disabled ([auth.jwt] url_login = false)", token_presented=False
         )
-    token = svc.jwt.extract(request, query=True)
-    if token is None:
-        raise Unauthorized("no token: pass it as ?auth_token=", token_presented=False)
-    result = svc.jwt.authenticate_token(token)
-    _user, session_token, record = svc.authn.login(
-        result,
-        user_agent=request.headers.get("User-Agent", ""),
-        client_ip=request.remote_addr or "",
-    )
+    _user, session_token, record = _start_session(svc, url=True)
     response = redirect(target, code=302)
     set_session_cookie(response, svc, session_token, record)
     response.headers["Cache-Control"] = "no-store"
@@ -190,7 +192,7 @@ def _logout(svc: Service, *, state_changing_get: bool = False) -> None:
     if not cookie:
         raise Unauthorized("no session to log out of", token_presented=False)
     try:
-        caller = svc.authn.from_session(cookie)
+        caller = svc.authn.session_client.authenticate(cookie)
     except (SessionInvalid, IdentityDisabled):
         # Expired, rotated away or disabled: still make sure the record is gone.
         record = svc.sessions.store.lookup(cookie)

@@ -1,0 +1,240 @@
+"""The authentication service: a request through the clients, then the post-auth steps.
+
+``AuthnService.caller`` answers "who is this request?" for every endpoint:
+the JWT clients first (one per issuer), then the session cookie. A JWT's
+identity goes through the post-auth steps (``steps.POST_AUTH``) exactly as a
+login's does, writing only when the token changes something; ``login`` adds
+the session, committing user, link and session in one transaction.
+``cached_caller`` is the same service's entry for the forward-auth fast path:
+a repeated token answered from memory and one read, or None for the long way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from flask import Request
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from authsvc.authn.base import Caller, JWTResult
+from authsvc.authn.jwt_client import JWTClient, strip_bearer
+from authsvc.authn.session_client import SessionClient
+from authsvc.authn.steps import POST_AUTH, Login, refuse_disabled, session_for, start_session
+from authsvc.errors import InvalidToken, Unauthorized, UserConflict
+from authsvc.issuers import Issuers
+from authsvc.sessions.base import SessionRecord
+from authsvc.sessions.lifecycle import SessionLifecycle
+from authsvc.users import UserReader, UserRecord, UserStore, pending_changes
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_WRITE_ATTEMPTS = 8
+
+
+class AuthnService:
+    def __init__(
+        self,
+        *,
+        issuers: Issuers,
+        db: sessionmaker[DbSession],
+        sessions: SessionLifecycle,
+        cookie_name: str,
+        clock: Callable[[], float],
+        reader: UserReader,
+        serialize_writes: bool = False,
+    ) -> None:
+        self.issuers = issuers
+        self.jwt_clients = [JWTClient(issuer) for issuer in issuers]
+        self.session_client = SessionClient(sessions, reader, cookie_name)
+        self.db = db
+        self.sessions = sessions
+        self.clock = clock
+        self.reader = reader
+        self._engine = db.kw["bind"]  # the Engine the sessionmaker was built on
+        # SQLite has one writer at a time; threads of one process queue on a lock
+        # instead of in SQLite's busy handler, whose sleeps inflate tail latency.
+        self._write_lock: Any = threading.Lock() if serialize_writes else contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ entry points
+    def caller(self, request: Request, *, sessions: bool = True) -> Caller:
+        """The authenticated caller, or the error saying why there is none."""
+        result = self.authenticate_jwt(request)
+        if result is not None:
+            return Caller(self.resolve(result), "jwt", jwt=result)
+        cookie = self.session_client.credential(request) if sessions else None
+        if cookie:
+            return self.session_client.authenticate(cookie)
+        if not self.jwt_clients:
+            raise Unauthorized("no credentials: log in first", token_presented=False)
+        headers = " or ".join(sorted({c.header_name for c in self.jwt_clients}))
+        raise Unauthorized(
+            f"no credentials: send a JWT in {headers} or a session cookie",
+            token_presented=False,
+        )
+
+    def authenticate_jwt(self, request: Request, *, query: bool | None = None) -> JWTResult | None:
+        """The request's JWT verified by the one issuer it routes to; None when it has none."""
+        presented = [
+            (client, token)
+            for client in self.jwt_clients
+            if (token := client.credential(request, query=query))
+        ]
+        if not presented:
+            return None
+        token = presented[0][1]
+        if any(t.rstrip("=") != token.rstrip("=") for _, t in presented):
+            headers = ", ".join(sorted({c.header_name for c, _ in presented}))
+            raise InvalidToken(f"two different tokens in one request (in {headers})")
+        return presented[0][0].authenticate(token)
+
+    def cached_caller(self, environ: Mapping[str, Any]) -> Caller | None:
+        """The forward-auth fast path: a token some issuer verified before, from memory.
+
+        The same steps as ``caller`` — the same client reads the header, the
+        issuer that verified the token maps it, the linked user is read and
+        must be unchanged and enabled — but any miss or refusal answers None:
+        the long way then gives the answer and reports it.
+        """
+        presented = [
+            (client, token)
+            for client in self.jwt_clients
+            if (token := strip_bearer(environ.get(client.environ_key, "")))
+        ]
+        if not presented or any(t != presented[0][1] for _, t in presented):
+            return None
+        token = presented[0][1]
+        for client, _ in presented:
+            verified = client.issuer.verifier.cached(token)
+            if verified is not None:
+                break
+        else:
+            return None
+        try:
+            result = JWTResult(
+                verified, client.issuer.mapper.identity(verified.claims), client.issuer
+            )
+            user = self.unchanged_linked(result)
+        except Exception:  # any refusal or failure: the long way answers and reports it
+            return None
+        return None if user is None else Caller(user, "jwt", jwt=result)
+
+    def resolve(self, result: JWTResult) -> UserRecord:
+        """The user a verified token stands for, provisioned as a login would; no session.
+
+        Fast path (every forward-auth request): one DB-API read of the linked user;
+        when the token would change nothing, that is the answer. Otherwise, and for
+        provisioners that do not declare ``trusts_linked_users``, the post-auth
+        steps run in one transaction.
+        """
+        current = self.unchanged_linked(result)
+        if current is not None:
+            return current
+        return self._write(lambda tx: self._post_auth(tx, result).record())
+
+    def unchanged_linked(self, result: JWTResult) -> UserRecord | None:
+        """The linked user when the token changes nothing on it (one read), else None.
+
+        None also when the issuer's provisioner does not declare ``trusts_linked_users``.
+        """
+        issuer = result.issuer
+        if not getattr(issuer.provisioner, "trusts_linked_users", False):
+            return None
+        current = self.reader.linked(result.identity.subject, issuer.name)
+        if current is None or pending_changes(current, result.identity, issuer.policy):
+            return None
+        refuse_disabled(current)
+        return current
+
+    def login(
+        self, result: JWTResult, *, user_agent: str = "", client_ip: str = ""
+    ) -> tuple[UserRecord, str, SessionRecord]:
+        """The post-auth steps and a session, in one transaction.
+
+        A linked user the token changes nothing on needs no provisioning write:
+        then the session row is the transaction's only write.
+        """
+        current = self.unchanged_linked(result)
+        if current is not None:
+            user = current
+            # Only the session row is written: a plain Core transaction suffices.
+            token, record = self._write(
+                lambda tx: session_for(
+                    result,
+                    current.id,
+                    self.sessions,
+                    user_agent=user_agent,
+                    client_ip=client_ip,
+                    tx=tx,
+                ),
+                core=True,
+            )
+        else:
+
+            def work(tx: DbSession) -> tuple[UserRecord, str, SessionRecord]:
+                login = self._post_auth(tx, result)
+                start_session(
+                    login, self.sessions, user_agent=user_agent, client_ip=client_ip, tx=tx
+                )
+                assert login.user is not None and login.session is not None
+                return UserRecord.of(login.user), *login.session
+
+            user, token, record = self._write(work)
+        log.info(
+            "login",
+            extra={
+                "user_id": user.id,
+                "login": user.login,
+                "issuer": result.issuer.name,
+                "token": result.token.fingerprint,
+            },
+        )
+        return user, token, record
+
+    # ------------------------------------------------------------------ steps
+    def _post_auth(self, tx: DbSession, result: JWTResult) -> Login:
+        issuer = result.issuer
+        login = Login(result, UserStore(tx, issuer.policy, self.clock, issuer=issuer.name))
+        for step in POST_AUTH:
+            step(login)
+        return login
+
+    def _write(self, work: Callable[[Any], _T], *, core: bool = False) -> _T:
+        """Run ``work`` in a transaction; retry when a concurrent first login won the race.
+
+        A unique-constraint clash means another request just created the same
+        user or link: the retry finds it. SQLite's "database is locked" under
+        many writers is retried the same way. Nothing partial is ever kept.
+        """
+        conflicted = False
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                begin = self._engine.begin if core else self.db.begin
+                with self._write_lock, begin() as tx:
+                    return work(tx)
+            except UserConflict:
+                # A concurrent first login can commit user and link between our link
+                # lookup and our login/email check; a fresh transaction finds the link.
+                # A real conflict repeats and is raised the second time.
+                if conflicted or attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+                conflicted = True
+                continue
+            except IntegrityError:
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise UserConflict(
+                        "the user changed concurrently too often; try again"
+                    ) from None
+            except OperationalError as exc:
+                if "locked" not in str(exc) or attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+            time.sleep(random.uniform(0.002, 0.02) * (attempt + 1))  # noqa: S311 (jitter)
+        raise AssertionError("unreachable")

@@ -1,0 +1,44 @@
+"""The session-cookie client: a cookie's session, rotated when due, and its user."""
+
+from __future__ import annotations
+
+from flask import Request
+
+from authsvc.authn.base import Caller
+from authsvc.authn.steps import refuse_disabled
+from authsvc.errors import SessionInvalid
+from authsvc.sessions.base import SessionRecord
+from authsvc.sessions.lifecycle import SessionLifecycle
+from authsvc.users import UserReader, UserRecord
+
+
+class SessionClient:
+    name = "session"
+
+    def __init__(self, sessions: SessionLifecycle, reader: UserReader, cookie_name: str) -> None:
+        self.sessions = sessions
+        self.reader = reader
+        self.cookie_name = cookie_name
+
+    def credential(self, request: Request) -> str | None:
+        return request.cookies.get(self.cookie_name, "") or None
+
+    def authenticate(self, credential: str) -> Caller:
+        """The caller a session cookie stands for; SessionInvalid / IdentityDisabled otherwise.
+
+        The user is read and checked before the session is touched or rotated: a
+        refused request must not rotate a session whose new token it cannot deliver.
+        """
+        found: list[UserRecord] = []
+
+        def admit(record: SessionRecord) -> None:
+            user = self.reader.by_id(record.user_id)
+            if user is None:
+                raise SessionInvalid("the session's user no longer exists")
+            refuse_disabled(user)
+            found.append(user)
+
+        resumed = self.sessions.resume(credential, admit)
+        return Caller(
+            found[0], "session", session=resumed.record, new_session_token=resumed.new_token
+        )
