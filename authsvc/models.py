@@ -58,7 +58,6 @@ class User(Base):
     auth_module: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
-    last_seen_at: Mapped[float | None] = mapped_column(Float, default=None)
 
     @validates("login")
     def _set_login(self, _name: str, value: str) -> str:
@@ -107,6 +106,5 @@ class Session(Base):
     seen_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     """Absolute end: login time + maximum lifetime, or the token's exp if sooner."""
-    revoked_at: Mapped[float | None] = mapped_column(Float, default=None)
     user_agent: Mapped[str] = mapped_column(String(255), default="")
     client_ip: Mapped[str] = mapped_column(String(64), default="")
