@@ -16,6 +16,7 @@ from collections.abc import Callable
 from flask import Flask
 
 from authsvc import error_handlers
+from authsvc.audit import Audit
 from authsvc.authn import AuthnService
 from authsvc.config import Settings
 from authsvc.db import make_engine, migrate, session_factory
@@ -43,8 +44,13 @@ def create_app(
     testing: bool = False,
     background: bool | None = None,
     clock: Callable[[], float] = time.time,
+    identity_providers: bool = True,
 ) -> Flask:
-    """Build the WSGI app. ``serve`` migrates before its workers start, so workers don't."""
+    """Build the WSGI app. ``serve`` migrates before its workers start, so workers don't.
+
+    ``identity_providers = False`` (the ``users`` and ``sessions`` commands) builds no
+    issuer: nothing contacts an identity provider, no key is fetched.
+    """
     configure_logging(settings.log)
     for warning in settings.warnings:
         log.warning("config: %s", warning)
@@ -58,13 +64,18 @@ def create_app(
         migrate(engine)
     db = session_factory(engine)
     remote_cache = make_remote_cache(settings.remote_cache, clock=clock)
-    issuers = Issuers.build(settings, db=db, remote_cache=remote_cache, clock=clock)
+    issuers = (
+        Issuers.build(settings, db=db, remote_cache=remote_cache, clock=clock)
+        if identity_providers
+        else Issuers([])
+    )
     context = PluginContext(settings, db=db, remote_cache=remote_cache, clock=clock)
     store = build_plugin(
         "authsvc.session_stores", settings.auth.session_store, context, SessionStore
     )
     sessions = SessionLifecycle(store, settings.auth, clock)
     metrics_ = Metrics()
+    audit = Audit(settings.log.audit)
     svc = Service(
         settings=settings,
         engine=engine,
@@ -79,10 +90,12 @@ def create_app(
             cookie_name=settings.auth.login_cookie_name,
             clock=clock,
             reader=UserReader(engine),
+            audit=audit,
             serialize_writes=engine.dialect.name == "sqlite",
         ),
         sessions=sessions,
         clock=clock,
+        audit=audit,
         remote_cache=remote_cache,
     )
     app.extensions["authsvc"] = svc

@@ -50,6 +50,7 @@ ALGORITHMS = (
     "HS512",
 )
 KEY_SOURCES = (
+    "oidc_discovery",
     "jwk_set_url",
     "jwk_set_file",
     "jwk_set_value",
@@ -57,6 +58,8 @@ KEY_SOURCES = (
     "key_value",
     "hmac_secret",
 )
+ISSUER_SECTION = "auth.jwt"
+ISSUER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _SECRET_NAME = re.compile(r"secret|password|token|key_value|jwk_set_value|connstr|url", re.I)
 
 
@@ -69,7 +72,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "server": {"http_addr": "127.0.0.1", "http_port": "8080", "workers": "0", "root_url": ""},
     "database": {"type": "sqlite3", "path": "authsvc.db", "url": "", "max_open_conn": "0"},
     "remote_cache": {"type": "memory", "connstr": "addr=127.0.0.1:6379,db=0"},
-    "log": {"level": "info", "format": "text"},
+    "log": {"level": "info", "format": "text", "audit": "false"},
     "metrics": {"enabled": "true"},
     "auth": {
         "login_cookie_name": "authsvc_session",
@@ -118,6 +121,12 @@ SCHEMA: dict[str, dict[str, str]] = {
         "verified_cache_size": "10000",
         "verified_cache_max_mb": "64",
         "token_types": "JWT at+jwt application/jwt application/at+jwt",
+        "issuer": "",
+        "audience": "",
+        "oidc_discovery": "false",
+        "claims_namespace": "",
+        "scope_claim": "",
+        "forward_claims": "",
         "link_existing_users": "false",
         "key_provider": "",
         "user_provisioner": "",
@@ -132,7 +141,18 @@ ALIASES: dict[tuple[str, str], str] = {
 
 def issuer_section(name: str) -> str:
     """The section of the issuer ``name``: ``[auth.jwt]`` is the issuer named ``jwt``."""
-    return "auth.jwt" if name == "jwt" else f"auth.jwt.{name}"
+    return ISSUER_SECTION if name == "jwt" else f"{ISSUER_SECTION}.{name}"
+
+
+def named_issuer(section: str) -> str | None:
+    """``corp`` for ``[auth.jwt.corp]``; None for any other section (``[auth.jwt]`` too)."""
+    prefix = ISSUER_SECTION + "."
+    return section[len(prefix) :] if section.startswith(prefix) else None
+
+
+def _schema(section: str) -> Mapping[str, str] | None:
+    """The known keys of a section: a named issuer's are ``[auth.jwt]``'s."""
+    return SCHEMA[ISSUER_SECTION] if named_issuer(section) is not None else SCHEMA.get(section)
 
 
 # --------------------------------------------------------------------------- errors
@@ -146,16 +166,26 @@ class Problem:
     why: str
 
     def __str__(self) -> str:
+        if not self.key:
+            return f"{self.origin} [{self.section}]: {self.why}"
         return f"{self.origin} [{self.section}] {self.key}: {self.why}"
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; carries every problem found."""
 
-    def __init__(self, problems: Sequence[Problem | str], warnings: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        problems: Sequence[Problem | str],
+        warnings: Sequence[str] = (),
+        settings: Settings | None = None,
+    ) -> None:
         self.problems = [str(p) for p in problems]
         self.warnings = list(warnings)
         """Warnings found on the way (unknown keys...): shown beside the problems."""
+        self.settings = settings
+        """What could be read despite the problems (for ``dev keys``, which makes a missing
+        key file); None when the files themselves could not be read."""
         super().__init__("\n".join(self.problems))
 
 
@@ -198,6 +228,7 @@ class RemoteCacheSettings:
 class LogSettings:
     level: str
     format: str
+    audit: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,7 +269,8 @@ class JWTSettings:
     email_claim: str
     username_attribute_path: str
     email_attribute_path: str
-    jwk_set_url: str
+    jwk_set_url: tuple[str, ...]
+    """Every URL of ``jwk_set_url`` (space- or comma-separated): the key set is their union."""
     jwk_set_bearer_token_file: str
     jwk_set_file: str
     jwk_set_value: str
@@ -274,6 +306,14 @@ class JWTSettings:
     """The effective key provider: configured, or chosen by the key source set."""
     user_provisioner: str
     session_lifetime_from_token: bool
+    issuer: tuple[str, ...] = ()
+    """Accepted ``iss`` values (any of); also routes tokens between issuers."""
+    audience: tuple[str, ...] = ()
+    """Accepted ``aud`` values (any of); ``*`` accepts any, and none."""
+    oidc_discovery: bool = False
+    claims_namespace: str = ""
+    scope_claim: str = ""
+    forward_claims: tuple[str, ...] = ()
     name: str = "jwt"
     """The issuer these settings describe: ``jwt`` for ``[auth.jwt]``."""
     section: str = "auth.jwt"
@@ -309,6 +349,14 @@ class Settings:
     """Environment overrides applied, secret-looking values redacted (for the log)."""
     raw: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False, repr=False)
     """Final string values of every section (third-party plugins read their own)."""
+    origins: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+    """Where each (section, key) came from: a file, ``env AUTHSVC_...`` or ``argument cfg:...``."""
+
+    def problem(self, section: str, key: str, why: str) -> str:
+        """``FILE [SECTION] KEY: why``: a problem blamed where the operator wrote the value."""
+        return str(
+            Problem(self.origins.get((section, key), "conf/defaults.ini"), section, key, why)
+        )
 
 
 # --------------------------------------------------------------------------- INI dialect
@@ -509,6 +557,7 @@ class _Reader:
         self.values = values
         self.home = home
         self.problems: list[Problem] = []
+        self.warnings: list[str] = []
         # Values whose expansion failed: that problem is reported already, and a
         # second one about the unexpanded text would only mislead.
         self.unexpanded = unexpanded
@@ -517,6 +566,9 @@ class _Reader:
         v = self.values.get(section, {}).get(key)
         return v.origin if v else "conf/defaults.ini"
 
+    def warn(self, section: str, key: str, why: str) -> None:
+        self.warnings.append(str(Problem(self.origin(section, key), section, key, why)))
+
     def fail(self, section: str, key: str, why: str) -> None:
         if (section, key) in self.unexpanded:
             return
@@ -524,7 +576,10 @@ class _Reader:
 
     def text(self, section: str, key: str) -> str:
         v = self.values.get(section, {}).get(key)
-        return v.text if v is not None else SCHEMA[section][key]
+        if v is not None:
+            return v.text
+        schema = _schema(section)
+        return schema[key] if schema is not None else ""
 
     def parsed(self, section: str, key: str, parse: Callable[[str], _T], fallback: _T) -> _T:
         try:
@@ -622,7 +677,8 @@ def load_settings(
                 values.setdefault(new, v)
         _merge(merged, layer)
 
-    add(read_ini(defaults_path, _display(defaults_path, home)))
+    defaults_layer = read_ini(defaults_path, _display(defaults_path, home))
+    add({section: dict(values) for section, values in defaults_layer.items()})
     arg_defaults, arg_overrides, arg_problems = _parse_cfg_args(args)
     problems.extend(arg_problems)
     add(arg_defaults)
@@ -642,7 +698,9 @@ def load_settings(
         add(read_ini(custom, _display(custom, home), skip_empty=True))
 
     applied: list[str] = []
-    for section, keys in _known_keys(merged).items():
+    known_keys = _known_keys(merged)
+    problems.extend(_named_issuer_problems(merged, known_keys))
+    for section, keys in known_keys.items():
         for key in keys:
             name = env_var_name(section, key)
             value = env.get(name, "")
@@ -651,9 +709,10 @@ def load_settings(
                 shown = "*********" if _SECRET_NAME.search(key) else value
                 applied.append(f"{name}={shown}")
     add(arg_overrides)
+    _named_issuer_defaults(merged, defaults_layer)
 
     for section, values in merged.items():
-        known = SCHEMA.get(section)
+        known = _schema(section)
         if known is None:
             if not section.startswith("plugin."):
                 warnings.append(f"unknown section [{section}] (keys: {', '.join(values)})")
@@ -679,17 +738,77 @@ def load_settings(
     settings = _build(reader, home, tuple(files), tuple(warnings), tuple(applied))
     problems.extend(reader.problems)
     if problems:
-        raise ConfigError(problems, warnings)
+        raise ConfigError(problems, settings.warnings, settings)
     return settings
 
 
 def _known_keys(merged: Mapping[str, Mapping[str, _Value]]) -> dict[str, list[str]]:
-    """Every key the environment may override: the schema's, and any a file names."""
+    """Every key the environment may override: the schema's, and any a file names.
+
+    A named issuer's section, once a file (or argument) names it, has every key of
+    ``[auth.jwt]`` (CONTRACT §4: ``AUTHSVC_AUTH_JWT_<NAME>_<KEY>``).
+    """
     keys = {section: list(values) for section, values in SCHEMA.items()}
     for section, values in merged.items():
         bucket = keys.setdefault(section, [])
+        if named_issuer(section) is not None:
+            bucket.extend(k for k in SCHEMA[ISSUER_SECTION] if k not in bucket)
         bucket.extend(k for k in values if k not in bucket)
     return keys
+
+
+def _named_issuer_problems(
+    merged: Mapping[str, Mapping[str, _Value]], known: Mapping[str, list[str]]
+) -> list[Problem]:
+    """Section names outside CONTRACT §4's pattern, and environment names two keys share."""
+    problems: list[Problem] = []
+    owners: dict[str, tuple[str, str]] = {}
+    for section in known:
+        name = named_issuer(section)
+        if name is None and section != ISSUER_SECTION:
+            continue
+        origin = next(iter(merged.get(section, {}).values()), _Value("", "conf/defaults.ini"))
+        if name is not None and not ISSUER_NAME.match(name):
+            problems.append(
+                Problem(
+                    origin.origin,
+                    section,
+                    "",
+                    "an issuer name is 1 to 32 of a-z, 0-9, - and _, starting with a letter "
+                    "or digit",
+                )
+            )
+            continue
+        for key in SCHEMA[ISSUER_SECTION]:
+            env = env_var_name(section, key)
+            other = owners.setdefault(env, (section, key))
+            if other != (section, key):
+                problems.append(
+                    Problem(
+                        origin.origin,
+                        section,
+                        key,
+                        f"its environment variable {env} is also [{other[0]}] {other[1]}'s: "
+                        "rename the issuer",
+                    )
+                )
+    return problems
+
+
+def _named_issuer_defaults(
+    merged: dict[str, dict[str, _Value]], defaults: Mapping[str, Mapping[str, _Value]]
+) -> None:
+    """A named issuer's missing keys: ``conf/defaults.ini``'s ``[auth.jwt]`` values, never
+    the operator's own ``[auth.jwt]``; ``enabled`` defaults to true."""
+    base = defaults.get(ISSUER_SECTION, {})
+    for section, values in merged.items():
+        if named_issuer(section) is None or not values:
+            continue
+        origin = next(iter(values.values())).origin
+        for key, default in SCHEMA[ISSUER_SECTION].items():
+            if key not in values:
+                value = base.get(key, _Value(default, "conf/defaults.ini"))
+                values[key] = _Value("true" if key == "enabled" else value.text, origin)
 
 
 def _build(
@@ -739,6 +858,7 @@ def _build(
     logs = LogSettings(
         level=r.choice("log", "level", ("debug", "info", "warn", "error", "critical")),
         format=r.choice("log", "format", ("text", "json")),
+        audit=r.flag("log", "audit"),
     )
     metrics = MetricsSettings(enabled=r.flag("metrics", "enabled"))
     auth = AuthSettings(
@@ -764,8 +884,13 @@ def _build(
         allow_embedding=r.flag("security", "allow_embedding"),
     )
     users = UsersSettings(auto_assign_role=r.choice("users", "auto_assign_role", ROLES))
-    jwt = _jwt(r)
+    issuers = {"jwt": _jwt(r, ISSUER_SECTION)}
+    for section in r.values:
+        name = named_issuer(section)
+        if name is not None and ISSUER_NAME.match(name):
+            issuers[name] = _jwt(r, section)
     raw = {s: {k: v.text for k, v in vals.items()} for s, vals in r.values.items()}
+    origins = {(s, k): v.origin for s, vals in r.values.items() for k, v in vals.items()}
     return Settings(
         homepath=home,
         config_files=files,
@@ -778,11 +903,12 @@ def _build(
         auth=auth,
         security=security,
         users=users,
-        jwt=jwt,
-        issuers={jwt.name: jwt},
-        warnings=warnings,
+        jwt=issuers["jwt"],
+        issuers=issuers,
+        warnings=(*warnings, *r.warnings),
         overrides=overrides,
         raw=raw,
+        origins=origins,
     )
 
 
@@ -853,7 +979,8 @@ def _cookie_name(r: _Reader) -> str:
     return name
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: the only hosts plain http may reach (CONTRACT §2)."""
     if host.lower() == "localhost":
         return True
     try:
@@ -882,8 +1009,9 @@ def _expect_claims(text: str) -> dict[str, Any]:
     return value
 
 
-def _jwt(r: _Reader) -> JWTSettings:
-    s = "auth.jwt"
+def _jwt(r: _Reader, s: str) -> JWTSettings:
+    """One issuer's section: ``[auth.jwt]`` or ``[auth.jwt.NAME]``."""
+    name = named_issuer(s) or "jwt"
     enabled = r.flag(s, "enabled")
 
     header_name = r.text(s, "header_name").strip()
@@ -901,9 +1029,23 @@ def _jwt(r: _Reader) -> JWTSettings:
     if not algorithms:
         r.fail(s, "algorithms", "expected at least one algorithm")
 
-    sources = [k for k in KEY_SOURCES if r.text(s, k).strip()]
+    oidc_discovery = r.flag(s, "oidc_discovery")
+    sources = [
+        k
+        for k in KEY_SOURCES
+        if (oidc_discovery if k == "oidc_discovery" else r.text(s, k).strip())
+    ]
     if len(sources) > 1:
         r.fail(s, sources[1], f"only one key source may be set, but {' and '.join(sources)} are")
+    issuer = parse_list(r.text(s, "issuer"))
+    if oidc_discovery:
+        if len(issuer) != 1:
+            r.fail(s, "issuer", "oidc_discovery = true needs exactly one issuer URL")
+        else:
+            _check_url(r, s, "issuer", issuer[0])
+    audience = parse_list(r.text(s, "audience"))
+    if "*" in audience and len(audience) > 1:
+        r.fail(s, "audience", "'*' accepts any audience: list it alone")
 
     for key in ("key_file", "jwk_set_file", "tls_client_ca", "jwk_set_bearer_token_file"):
         path = r.path(s, key)
@@ -921,26 +1063,35 @@ def _jwt(r: _Reader) -> JWTSettings:
         ):
             r.fail(s, key, f"the file holds no token: {path}")
 
-    url = r.text(s, "jwk_set_url").strip()
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            r.fail(s, "jwk_set_url", f"expected an https:// URL, got {url!r}")
-        elif parts.scheme == "http" and not _is_loopback(parts.hostname):
-            r.fail(
-                s,
-                "jwk_set_url",
-                f"must be https:// for the non-loopback host {parts.hostname}",
-            )
+    urls = parse_list(r.text(s, "jwk_set_url"))
+    for url in urls:
+        _check_url(r, s, "jwk_set_url", url)
+    if len(set(urls)) != len(urls):
+        r.fail(s, "jwk_set_url", "a URL is listed twice")
 
     # A plugin chosen by another key is blamed on that key, where the operator wrote it.
+    # Discovery is jwk_set_url's provider reading the URL from the issuer's document.
     configured_provider = r.text(s, "key_provider").strip()
+    chosen = sources[0] if sources else ""
     key_provider = r.plugin(
         s,
         "key_provider" if configured_provider or not sources else sources[0],
         "authsvc.key_providers",
-        configured_provider or (sources[0] if sources else ""),
+        configured_provider or ("jwk_set_url" if chosen == "oidc_discovery" else chosen),
     )
+    remote = bool(urls) or oidc_discovery
+    expect_claims: dict[str, Any] = r.parsed(s, "expect_claims", _expect_claims, {})
+    expected_aud = "aud" in expect_claims
+    if enabled and remote and not audience and not expected_aud:
+        why = (
+            "keys from a JWKS URL or discovery need an audience (audience = ... or "
+            "expect_claims.aud): without one, a token the identity provider minted for any "
+            "other client would pass"
+        )
+        if name == "jwt":
+            r.warn(s, "audience", why + " (a warning for [auth.jwt], as in Grafana)")
+        else:
+            r.fail(s, "audience", why)
     if enabled and not key_provider:
         r.fail(s, "enabled", f"enabled = true needs a key source: one of {', '.join(KEY_SOURCES)}")
 
@@ -972,7 +1123,7 @@ def _jwt(r: _Reader) -> JWTSettings:
         email_claim=r.text(s, "email_claim").strip(),
         username_attribute_path=r.text(s, "username_attribute_path").strip(),
         email_attribute_path=r.text(s, "email_attribute_path").strip(),
-        jwk_set_url=url,
+        jwk_set_url=urls,
         jwk_set_bearer_token_file=r.path(s, "jwk_set_bearer_token_file"),
         jwk_set_file=r.path(s, "jwk_set_file"),
         jwk_set_value=r.text(s, "jwk_set_value").strip(),
@@ -981,7 +1132,7 @@ def _jwt(r: _Reader) -> JWTSettings:
         key_id=r.text(s, "key_id").strip(),
         hmac_secret=r.text(s, "hmac_secret"),
         cache_ttl=r.duration(s, "cache_ttl"),
-        expect_claims=r.parsed(s, "expect_claims", _expect_claims, {}),
+        expect_claims=expect_claims,
         role_attribute_path=r.text(s, "role_attribute_path").strip(),
         role_attribute_strict=r.flag(s, "role_attribute_strict"),
         groups_attribute_path=r.text(s, "groups_attribute_path").strip(),
@@ -1005,7 +1156,24 @@ def _jwt(r: _Reader) -> JWTSettings:
         key_provider=key_provider,
         user_provisioner=provisioner,
         session_lifetime_from_token=r.flag(s, "session_lifetime_from_token"),
+        issuer=issuer,
+        audience=audience,
+        oidc_discovery=oidc_discovery,
+        claims_namespace=r.text(s, "claims_namespace").strip(),
+        scope_claim=r.text(s, "scope_claim").strip(),
+        forward_claims=parse_list(r.text(s, "forward_claims")),
+        name=name,
+        section=s,
     )
+
+
+def _check_url(r: _Reader, section: str, key: str, url: str) -> None:
+    """https, or http to a loopback host (CONTRACT §2)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        r.fail(section, key, f"expected an https:// URL, got {url!r}")
+    elif parts.scheme == "http" and not is_loopback(parts.hostname):
+        r.fail(section, key, f"must be https:// for the non-loopback host {parts.hostname}")
 
 
 def _check_jmespath(r: _Reader, section: str, key: str, expr: str) -> None:

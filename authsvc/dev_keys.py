@@ -53,12 +53,17 @@ def parse_claim(item: str) -> tuple[str, Any]:
 
 
 def mint_token(data: Path, sub: str, claims: dict[str, Any], ttl: float) -> str:
-    """Sign a token with the dev key: ``sub``, ``iat``, ``exp`` = now + ttl, then ``claims``."""
+    """Sign a token with the dev key: ``sub``, ``iat``, ``exp`` = now + ttl, then ``claims``.
+
+    A negative ``ttl`` makes a token that expired ``-ttl`` ago (issued an hour before that).
+    """
     private_path = dev_dir(data) / PRIVATE_FILE
     if not private_path.is_file():
         raise FileNotFoundError(f"{private_path} not found: run 'authsvc dev keys' first")
     key = ECKey.import_key(json.loads(private_path.read_text()))
     now = int(time.time())
-    payload: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + int(ttl), **claims}
+    exp = now + int(ttl)
+    iat = now if ttl > 0 else exp - 3600
+    payload: dict[str, Any] = {"sub": sub, "iat": iat, "exp": exp, **claims}
     header = {"alg": "ES256", "typ": "JWT", "kid": key.kid}
     return jwt.encode(header, payload, key, algorithms=["ES256"])

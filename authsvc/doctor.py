@@ -1,8 +1,10 @@
 """``authsvc token inspect``: the JWT doctor.
 
 Shows what a token says (header and claims, decoded without trusting them),
-which configured key matches it, and the verdict the service would give,
-with the same reason a client would get. It reads no database.
+which issuer it routes to and why, which of that issuer's keys matches it,
+and the verdict the service would give, with the same reason a client would
+get. It reads no database: the identity shown is what the token maps to,
+before any user lookup.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from typing import Any
 
 from authsvc.config import Settings
 from authsvc.errors import AuthsvcError
-from authsvc.identity import ClaimsMapper
-from authsvc.keys.base import KeyProvider
-from authsvc.plugins import PluginContext, build_plugin
+from authsvc.issuers import Issuer, Issuers, route_explained
+from authsvc.keys.base import KeyIds
 from authsvc.remote_cache import make_remote_cache
-from authsvc.verifier import Verifier, fingerprint
+from authsvc.verifier import fingerprint
 
 
 def _peek(segment: str) -> Any:
@@ -40,8 +41,15 @@ def _when(value: Any) -> str:
     return ""
 
 
-def inspect_token(settings: Settings, token: str) -> tuple[str, bool]:
-    """The doctor's report and whether the token would be accepted."""
+def _kid(kid: object) -> str:
+    return repr(kid) if isinstance(kid, str) else "(none)"
+
+
+def inspect_token(settings: Settings, token: str, issuer: str | None = None) -> tuple[str, bool]:
+    """The doctor's report and whether the token would be accepted.
+
+    ``issuer`` forces the issuer instead of routing by the token's ``iss``.
+    """
     token = token.strip()
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
@@ -55,37 +63,57 @@ def inspect_token(settings: Settings, token: str) -> tuple[str, bool]:
         for name in ("iat", "nbf", "exp"):
             if name in claims:
                 lines.append(f"  {name} = {claims[name]}{_when(claims[name])}")
-    if not settings.jwt.enabled:
-        lines.append("verdict: cannot verify: [auth.jwt] enabled = false")
+    enabled = [name for name, jwt in settings.issuers.items() if jwt.enabled]
+    if not enabled:
+        lines.append("verdict: cannot verify: no issuer is enabled ([auth.jwt] enabled = false)")
         return "\n".join(lines), False
-    context = PluginContext(settings, remote_cache=make_remote_cache(settings.remote_cache))
-    keys: KeyProvider = build_plugin(
-        "authsvc.key_providers", settings.jwt.key_provider, context, KeyProvider
+    if issuer is not None and issuer not in enabled:
+        lines.append(f"verdict: cannot verify: no enabled issuer {issuer!r} ({', '.join(enabled)})")
+        return "\n".join(lines), False
+    issuers = Issuers.build(
+        settings, remote_cache=make_remote_cache(settings.remote_cache), clock=time.time
     )
-    kid = header.get("kid") if isinstance(header, dict) else None
     try:
-        key = keys.get_key(kid if isinstance(kid, str) else None)
-    except AuthsvcError:
+        return _diagnose(issuers, token, header, issuer, lines)
+    finally:
+        issuers.close()
+
+
+def _diagnose(
+    issuers: Issuers, token: str, header: Any, forced: str | None, lines: list[str]
+) -> tuple[str, bool]:
+    try:
+        if forced is not None:
+            chosen: Issuer | None = issuers.get(forced)
+            assert chosen is not None
+            lines.append(f"issuer: {chosen.name} (forced with --issuer)")
+        else:
+            chosen, why = route_explained(token, list(issuers))
+            lines.append(f"issuer: {chosen.name} ({why})")
+        kid = header.get("kid") if isinstance(header, dict) else None
         key = None
-    if key is not None:
-        lines.append(
-            f"key: {settings.jwt.key_provider} kid={key.kid!r} type={key.kind} "
-            f"algorithms={','.join(sorted(key.algorithms))}"
-        )
-    else:
-        lines.append(f"key: none of the {settings.jwt.key_provider} keys has kid {kid!r}")
-    verifier = Verifier(settings.jwt, keys)
-    try:
-        verified = verifier.verify(token)
-        identity = ClaimsMapper(settings.jwt, settings.users.auto_assign_role).identity(
-            verified.claims
-        )
+        try:
+            key = chosen.keys.get_key(kid if isinstance(kid, str) else None)
+        except AuthsvcError as exc:
+            lines.append(f"key: unavailable: {exc.reason}")
+        kind = chosen.settings.key_provider
+        if key is not None:
+            lines.append(
+                f"key: {kind} kid={_kid(key.kid)} type={key.kind} "
+                f"algorithms={','.join(sorted(key.algorithms))}"
+            )
+        elif isinstance(chosen.keys, KeyIds):
+            known = ", ".join(_kid(k) for k in chosen.keys.kids()) or "none"
+            lines.append(f"key: none of the {kind} keys has kid {_kid(kid)} (keys: {known})")
+        verified = chosen.verifier.verify(token)
+        identity = chosen.mapper.identity(verified.claims)
     except AuthsvcError as exc:
         lines.append(f"verdict: REJECTED {exc.status} {exc.message_id}: {exc.reason}")
         return "\n".join(lines), False
+    scope = f" scope={list(identity.scope)}" if identity.scope is not None else ""
     lines.append(
         f"identity: login={identity.login!r} email={identity.email!r} role={identity.role} "
-        f"groups={list(identity.groups)}"
+        f"groups={list(identity.groups)}{scope}"
     )
     lines.append("verdict: VALID")
     return "\n".join(lines), True

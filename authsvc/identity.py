@@ -1,13 +1,16 @@
-"""From verified claims to an identity: login, email, name, role, groups.
+"""From verified claims to an identity: login, email, name, role, groups, scope.
 
 Grafana's rules (``pkg/services/authn/clients/jwt.go``): a claim name wins over
 its JMESPath, only string results count, a login falls back to the email and
 neither is ``jwt.missing_claim``. Every JMESPath expression is compiled once
-at start-up; one that fails on a given token is that token's ``jwt.invalid``.
+at start-up; one that fails on a given token yields no value (CONTRACT §6).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +22,13 @@ from jmespath.parser import ParsedResult
 from authsvc import identifiers
 from authsvc.config import ROLES, JWTSettings
 from authsvc.errors import InvalidRole, InvalidToken, MissingClaim
+from authsvc.verifier import parse_json_object
+
+log = logging.getLogger(__name__)
 
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+REGISTERED_CLAIMS = frozenset(("iss", "sub", "aud", "exp", "nbf", "iat", "jti"))
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 SERVER_ADMIN_ROLES = ("ServerAdmin", "GrafanaAdmin")
 
 
@@ -39,6 +47,17 @@ class Identity:
     """None when the token may not say (``allow_assign_server_admin = false``)."""
     groups: tuple[str, ...]
     groups_from_token: bool
+    scope: tuple[str, ...] | None = None
+    """The token's scope (``scope_claim``); None when it is unscoped. Never the user's."""
+    forwarded: tuple[tuple[str, str], ...] = ()
+    """``forward_claims`` as (header name, value) pairs, for a 200 of /api/auth/verify."""
+
+
+def forwarded_header_name(claim: str) -> str:
+    """``X-Auth-Claim-<Name>``: each run of characters other than ASCII letters and digits
+    becomes one ``-``, leading and trailing ``-`` dropped (empty when nothing is left)."""
+    name = _NOT_ALNUM.sub("-", claim).strip("-")
+    return f"X-Auth-Claim-{name}" if name else ""
 
 
 def role_at_least(role: str, minimum: str) -> bool:
@@ -46,7 +65,11 @@ def role_at_least(role: str, minimum: str) -> bool:
 
 
 class ClaimsMapper:
-    """Maps claims to an Identity under ``[auth.jwt]``; built once per app."""
+    """Maps claims to an Identity under one issuer's section; built once per issuer.
+
+    Every lookup (identity, ``scope_claim``, ``forward_claims``) reads the claims
+    after ``claims_namespace`` was merged over them.
+    """
 
     def __init__(self, settings: JWTSettings, default_role: str) -> None:
         self.s = settings
@@ -69,10 +92,15 @@ class ClaimsMapper:
             return None
         try:
             return path.search(dict(claims))
-        except (JMESPathError, TypeError, ValueError) as exc:
-            raise InvalidToken(
-                f"[auth.jwt] {key} {path.expression!r} failed on this token: {exc}"
-            ) from None
+        except (JMESPathError, TypeError, ValueError, RecursionError) as exc:
+            # CONTRACT §6, Grafana's rule: a path that fails on a token yields no value
+            # (a role falls back to auto_assign_role, groups are empty).
+            log.info(
+                "%s on this token yields no value",
+                key,
+                extra={"issuer": self.s.name, "expression": path.expression, "error": str(exc)},
+            )
+            return None
 
     def _string(self, claim: str, path_key: str, claims: Mapping[str, Any]) -> str:
         """A login or email: a string from the claim (or the path), checked as an identifier."""
@@ -87,6 +115,8 @@ class ClaimsMapper:
 
     def identity(self, claims: Mapping[str, Any]) -> Identity:
         s = self.s
+        if s.claims_namespace:
+            claims = self._merge_namespace(claims)
         login = self._string(s.username_claim, "username_attribute_path", claims)
         email = self._string(s.email_claim, "email_attribute_path", claims)
         if not login and not email:
@@ -124,7 +154,65 @@ class ClaimsMapper:
             ),
             groups=groups,
             groups_from_token=groups_from_token,
+            scope=self._scope(claims),
+            forwarded=self._forwarded(claims),
         )
+
+    def _merge_namespace(self, claims: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Dgraph's ``Namespace``: the namespace claim's object over the top-level claims.
+
+        A JSON string holding an object counts as that object; anything else adds
+        nothing. Registered claims are never taken from the namespace.
+        """
+        value = claims.get(self.s.claims_namespace)
+        if isinstance(value, str):
+            try:
+                value = parse_json_object(value.encode("utf-8", "surrogatepass"), "namespace")
+            except InvalidToken:
+                return claims
+        if not isinstance(value, dict):
+            return claims
+        merged = dict(claims)
+        merged.update((k, v) for k, v in value.items() if k not in REGISTERED_CLAIMS)
+        return merged
+
+    def _scope(self, claims: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """``scope_claim``: a space-separated string (OAuth's ``scope``) or a list of strings."""
+        name = self.s.scope_claim
+        if not name or name not in claims:
+            return None
+        value = claims[name]
+        if isinstance(value, str):
+            scope = tuple(value.split())
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            scope = tuple(value)
+        else:
+            raise InvalidToken(f"claim {name!r} (scope_claim) is not a string or a list of strings")
+        for item in scope:
+            why = identifiers.problem(item)
+            if why is not None:
+                raise InvalidToken(f"claim {name!r} (scope_claim): a scope {why}")
+        return scope
+
+    def _forwarded(self, claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        """``X-Auth-Claim-<Name>`` headers: strings as they are, other values as compact JSON.
+
+        A string no header could carry as it is (a control or format character)
+        goes as a JSON string too, escaped.
+        """
+        out: dict[str, str] = {}
+        for name in self.s.forward_claims:
+            if name not in claims:
+                continue
+            header = forwarded_header_name(name)
+            if not header or header in out:
+                continue
+            value = claims[name]
+            if isinstance(value, str) and value.isprintable():
+                out[header] = value
+            else:
+                out[header] = json.dumps(value, separators=(",", ":"))
+        return tuple(out.items())
 
     def _role(self, claims: Mapping[str, Any]) -> tuple[str, bool, bool]:
         if "role_attribute_path" not in self._paths:

@@ -85,3 +85,15 @@ def configure_logging(settings: LogSettings) -> None:
     handler._authsvc = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = True
+
+    # Audit lines are JSON already (authsvc.audit), whatever the format and level above.
+    audit = logging.getLogger("authsvc.audit")
+    audit.setLevel(logging.INFO)
+    audit.propagate = False
+    for handler in list(audit.handlers):
+        if getattr(handler, "_authsvc", False):
+            audit.removeHandler(handler)
+    lines = logging.StreamHandler(sys.stderr)
+    lines.setFormatter(logging.Formatter("%(message)s"))
+    lines._authsvc = True  # type: ignore[attr-defined]
+    audit.addHandler(lines)

@@ -101,6 +101,10 @@ class Session(Base):
     auth_module: Mapped[str] = mapped_column(String(64), default="")
     subject: Mapped[str] = mapped_column(String(255), default="")
     """The identity-provider subject the session was started for (X-Auth-Subject)."""
+    issuer: Mapped[str] = mapped_column(String(64), default="jwt", server_default="jwt")
+    """The issuer whose token started the session."""
+    scope: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    """That token's scope; NULL when it was unscoped."""
     created_at: Mapped[float] = mapped_column(Float)
     rotated_at: Mapped[float] = mapped_column(Float)
     seen_at: Mapped[float] = mapped_column(Float)

@@ -91,6 +91,11 @@ class PluginContext:
         """The issuer section's final string values, keys unknown to authsvc included."""
         return self.settings.raw.get(self.section, {})
 
+    def problem(self, key: str, why: str) -> str:
+        """``conf/custom.ini [auth.jwt.corp] key: why``: for the KeyError_ (or ValueError) a
+        plugin raises when ``key`` of its section is unusable."""
+        return self.settings.problem(self.section, key, why)
+
 
 class StartupError(Exception):
     """The service cannot start; the message says why in one line."""

@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import socket
 from collections.abc import Sequence
 
 from flask import Flask
@@ -68,6 +69,7 @@ def serve(
     # SIGTERM handler and loses a SIGTERM that arrives while it boots (the stop then
     # waits workers_kill_timeout). Spawned workers also inherit no threads or locks.
     multiprocessing.set_start_method("spawn", force=True)
+    _refuse_busy(settings.server.http_addr, settings.server.http_port)
     workers = worker_count(settings)
     log.info(
         "serving",
@@ -95,6 +97,31 @@ def serve(
     )
     server.serve()
     return 0
+
+
+def _refuse_busy(addr: str, port: int) -> None:
+    """Exit before serving when anything listens on the address already.
+
+    granian binds with SO_REUSEPORT, so a second instance would share the port
+    with the first (splitting requests between two configs) instead of failing.
+    A plain bind without SO_REUSEPORT fails while any listener holds the port.
+    """
+    from authsvc.plugins import StartupError
+
+    try:
+        infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"[server] http_addr {addr}: {exc.strerror}") from None
+    family, kind, proto, _name, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise StartupError(
+                f"{addr}:{port} is already in use ({exc.strerror}); stop what listens there "
+                "or set [server] http_port"
+            ) from None
 
 
 def app_from_environment() -> Flask:

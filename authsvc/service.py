@@ -14,10 +14,11 @@ from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
+from authsvc.audit import Audit
 from authsvc.authn import AuthnService
 from authsvc.config import Settings
-from authsvc.issuers import Issuer, Issuers
-from authsvc.keys.base import KeyProvider, KeyState
+from authsvc.issuers import Issuers
+from authsvc.keys.base import KeyState
 from authsvc.metrics import Metrics
 from authsvc.remote_cache import RemoteCache
 from authsvc.request_hooks import RequestHooks
@@ -35,28 +36,29 @@ class Service:
     authn: AuthnService
     sessions: SessionLifecycle
     clock: Callable[[], float]
+    audit: Audit
     remote_cache: RemoteCache | None = None
 
-    @property
-    def jwt(self) -> Issuer | None:
-        """The ``[auth.jwt]`` issuer, when enabled."""
-        return self.issuers.get("jwt")
+    def key_health(self) -> tuple[str, dict[str, KeyState]]:
+        """CONTRACT §4's keys state over every issuer, and each issuer's own.
 
-    @property
-    def keys(self) -> KeyProvider | None:
-        """The ``[auth.jwt]`` issuer's key provider, when enabled."""
-        return None if self.jwt is None else self.jwt.keys
-
-    def key_health(self) -> KeyState:
-        """The keys' state over every issuer (``disabled`` when none is enabled)."""
-        states = [issuer.health() for issuer in self.issuers]
+        ``ok``; ``stale`` when some issuer serves last-good keys; ``degraded`` when
+        some issuer has no usable key; ``failing`` when none has; ``disabled``
+        when no issuer is enabled.
+        """
+        states = {issuer.name: issuer.health() for issuer in self.issuers}
+        kinds = {state.state for state in states.values()}
         if not states:
-            return KeyState("disabled")
-        for state in ("failing", "stale"):
-            for s in states:
-                if s.state == state:
-                    return s
-        return KeyState("ok")
+            overall = "disabled"
+        elif kinds == {"failing"}:
+            overall = "failing"
+        elif "failing" in kinds:
+            overall = "degraded"
+        elif "stale" in kinds:
+            overall = "stale"
+        else:
+            overall = "ok"
+        return overall, states
 
     def close(self) -> None:
         """Stop background work and release connections (tests, the serve main process)."""

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session as DbSession
 from authsvc.config import issuer_section
 from authsvc.db import RawQuery
 from authsvc.errors import UserConflict
-from authsvc.identifiers import unique_key
+from authsvc.identifiers import display_name, unique_key
+from authsvc.identifiers import problem as identifier_problem
 from authsvc.identity import Identity
 from authsvc.models import AuthLink, User
 
@@ -335,6 +336,85 @@ def search_users(
         select(User).where(*where).order_by(User.id).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return total, rows
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """An administrator's new user (``users create``, ``POST /api/admin/users``)."""
+
+    login: str
+    email: str = ""
+    name: str = ""
+    role: str = "Viewer"
+    is_server_admin: bool = False
+    links: tuple[tuple[str, str], ...] = ()
+    """(issuer name, subject) pairs: the tokens that sign in as this user."""
+
+
+def create_user(db: DbSession, new: NewUser, *, clock: Callable[[], float]) -> User:
+    """A user made ahead of its first login; ValueError for a bad value, UserConflict when
+    its login, email or a link is taken. The caller commits."""
+    from authsvc.config import ROLES
+
+    for what, value in (("login", new.login), ("email", new.email)):
+        why = identifier_problem(value) if value or what == "login" else None
+        if why is not None:
+            raise ValueError(f"{what} {why}")
+    if new.role not in ROLES:
+        raise ValueError(f"role {new.role!r} is not one of {', '.join(ROLES)}")
+    taken = db.scalars(
+        select(User).where(
+            or_(
+                User.login_key == unique_key(new.login),
+                *([User.email_key == unique_key(new.email)] if new.email else []),
+            )
+        )
+    ).first()
+    if taken is not None:
+        which = "login" if taken.login_key == unique_key(new.login) else "email"
+        raise UserConflict(f"{which} {getattr(new, which)!r} belongs to another account")
+    now = clock()
+    user = User(
+        login=new.login,
+        email=new.email or None,
+        name=display_name(new.name),
+        role=new.role,
+        is_server_admin=new.is_server_admin,
+        groups=[],
+        disabled=False,
+        auth_module="",
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(user)
+    db.flush()
+    for issuer, subject in new.links:
+        link_user(db, user, issuer, subject, clock=clock)
+    return user
+
+
+def link_user(
+    db: DbSession, user: User, issuer: str, subject: str, *, clock: Callable[[], float]
+) -> None:
+    """Let ``issuer``'s tokens for ``subject`` sign in as ``user``; UserConflict when that
+    subject is linked already, ValueError for a bad issuer name or subject."""
+    from authsvc.config import ISSUER_NAME
+
+    if issuer != JWT_PROVIDER and not ISSUER_NAME.match(issuer):
+        raise ValueError(f"issuer {issuer!r} is not an issuer name (jwt, or [auth.jwt.NAME]'s)")
+    why = identifier_problem(subject)
+    if why is not None:
+        raise ValueError(f"subject {why}")
+    existing = db.scalar(
+        select(AuthLink.user_id).where(AuthLink.provider == issuer, AuthLink.subject == subject)
+    )
+    if existing is not None:
+        raise UserConflict(
+            f"subject {subject!r} of issuer {issuer!r} is linked "
+            + ("to this user already" if existing == user.id else "to another account")
+        )
+    db.add(AuthLink(user_id=user.id, provider=issuer, subject=subject, created_at=clock()))
+    db.flush()
 
 
 def find_user(db: DbSession, ref: str | int) -> User | None:

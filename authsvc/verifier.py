@@ -20,7 +20,7 @@ import math
 import re
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -131,7 +131,7 @@ def _strip_alb_padding(token: str) -> str:
     return ".".join(segment.rstrip("=") for segment in token.split("."))
 
 
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
+def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     """RFC 7515/7519: the UTF-8 encoding of a JSON object; NaN and Infinity are not JSON.
 
     Stricter than JSON itself where an upstream re-reading the token could
@@ -301,14 +301,16 @@ class Verifier:
             return verified
         return self._verify(token, hashlib.sha256(token.encode()).digest())
 
-    def cached(self, token: str) -> VerifiedToken | None:
+    def cached(self, token: str, digest: bytes | None = None) -> VerifiedToken | None:
         """The remembered verification of ``token`` if still valid; memory only, never raises.
 
         For the forward-auth fast path: a miss means "take the long way", not "invalid".
+        ``digest`` is the token's SHA-256 when the caller has it already (several
+        issuers' caches are asked about one token).
         """
         if not self._cache_size or "=" in token:
             return None
-        hit = self._cache.get(hashlib.sha256(token.encode()).digest())
+        hit = self._cache.get(digest or hashlib.sha256(token.encode()).digest())
         if hit is None or (hit.expires_at is not None and self.clock() >= hit.expires_at):
             return None
         return hit if self._holds(hit.key) else None
@@ -357,7 +359,7 @@ class Verifier:
         # checked once. The key is still looked up for every token.
         known = self._headers.get(header_b64)
         if known is None:
-            decoded = _json_object(b64url_decode(header_b64, "header"), "header")
+            decoded = parse_json_object(b64url_decode(header_b64, "header"), "header")
             known = (MappingProxyType(decoded), self._check_header(decoded))
             self._headers.put(header_b64, known)
         header, alg = known
@@ -399,7 +401,7 @@ class Verifier:
         # signature, never about its claims.
         claims: dict[str, Any] | None = None
         try:
-            claims = _json_object(parsed.payload, "payload")
+            claims = parse_json_object(parsed.payload, "payload")
             expires_at = self._check_claims(claims)
         except AuthsvcError as exc:
             self._check_signature(parsed)
@@ -504,17 +506,20 @@ class Verifier:
         return f"claim {name!r} is invalid: {exc.description} (got {_show(value)})"
 
     def _check_expected(self, claims: Mapping[str, Any]) -> None:
+        issuers = self.settings.issuer
+        if issuers and claims.get("iss") not in issuers:
+            raise InvalidToken(
+                f"claim 'iss' {_show(claims.get('iss'))} is not an accepted issuer "
+                f"([{self.settings.section}] issuer: {', '.join(issuers)})"
+            )
+        audience = self.settings.audience
+        if audience and audience != ("*",):
+            _check_audience(claims, audience)
         if self._expected_aud is not None:
             want = (
                 self._expected_aud if isinstance(self._expected_aud, list) else [self._expected_aud]
             )
-            got = claims.get("aud")
-            got_list = got if isinstance(got, list) else ([got] if got is not None else [])
-            if not any(isinstance(g, str) and g in want for g in got_list):
-                raise InvalidToken(
-                    f"claim 'aud' mismatch: expected any of [{', '.join(map(str, want))}], "
-                    f"got [{', '.join(map(str, got_list))}]"
-                )
+            _check_audience(claims, want)
         for name, want in self._expected.items():
             if name not in claims:
                 raise InvalidToken(f"claim {name!r} is missing: expected {_show(want)}")
@@ -522,3 +527,14 @@ class Verifier:
                 raise InvalidToken(
                     f"claim {name!r} mismatch: expected {_show(want)}, got {_show(claims[name])}"
                 )
+
+
+def _check_audience(claims: Mapping[str, Any], want: Sequence[str]) -> None:
+    """``aud`` any-of: the token's audiences must include one wanted value."""
+    got = claims.get("aud")
+    got_list = got if isinstance(got, list) else ([got] if got is not None else [])
+    if not any(isinstance(g, str) and g in want for g in got_list):
+        raise InvalidToken(
+            f"claim 'aud' mismatch: expected any of [{', '.join(map(str, want))}], "
+            f"got [{', '.join(map(str, got_list))}]"
+        )

@@ -94,15 +94,28 @@ def make_home(root: Path, key: RSAKey) -> Path:
     return home
 
 
+ISSUER = "https://bench.example.com/"
+
+
 def make_token(key: RSAKey, lifetime: int) -> str:
     now = int(time.time())
-    claims = {"sub": SUBJECT, "iat": now, "exp": now + lifetime, "name": "Bench User"}
+    claims = {
+        "sub": SUBJECT,
+        "iat": now,
+        "exp": now + lifetime,
+        "name": "Bench User",
+        "iss": ISSUER,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SecurityWarning)
         return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key, ["RS256"])
 
 
-def authsvc_command(home: Path, port: int, workers: int, database_url: str) -> list[str]:
+def authsvc_command(
+    home: Path, port: int, workers: int, database_url: str, issuers: int = 1
+) -> list[str]:
+    """``issuers`` > 1 adds named issuers on the same header, told apart by ``issuer``:
+    the bench token routes to [auth.jwt] by its iss, after the others were asked."""
     args = [
         f"cfg:server.http_port={port}",
         f"cfg:server.workers={workers}",
@@ -111,7 +124,16 @@ def authsvc_command(home: Path, port: int, workers: int, database_url: str) -> l
         f"cfg:auth.jwt.jwk_set_file={home / 'jwks.json'}",
         "cfg:auth.jwt.auto_sign_up=true",
         "cfg:auth.jwt.username_claim=sub",
+        f"cfg:auth.jwt.issuer={ISSUER}",
     ]
+    for n in range(1, issuers):
+        section = f"auth.jwt.extra{n}"
+        args += [
+            f"cfg:{section}.header_name={HEADER}",
+            f"cfg:{section}.jwk_set_file={home / 'jwks.json'}",
+            f"cfg:{section}.issuer=https://extra{n}.example.com/",
+            f"cfg:{section}.username_claim=sub",
+        ]
     if database_url:
         args += ["cfg:database.type=postgres", f"cfg:database.url={database_url}"]
     return [sys.executable, "-m", "authsvc", "serve", "--homepath", str(home), *args]
@@ -230,7 +252,7 @@ class Bench:
         home = make_home(self.tmp / database, key)
         token = make_token(key, lifetime=3600)
         port = free_port()
-        cmd = authsvc_command(home, port, a.workers, database_url)
+        cmd = authsvc_command(home, port, a.workers, database_url, a.issuers)
         c = str(a.connections)
         rows = [
             Row("b. GET /api/auth/verify, JWT", database, c),
@@ -327,6 +349,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="measured runs per row (median) [1]")
     p.add_argument("--quick", action="store_true", help="short runs: --duration 3 --warmup 1")
     p.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--issuers", type=int, default=1, help="issuers configured on the header [1]")
     p.add_argument("--workers", type=int, default=2, help="server worker processes [2]")
     p.add_argument("--threads", type=int, default=2, help="wrk threads [2]")
     p.add_argument("--connections", type=int, default=64, help="wrk connections [64]")
@@ -362,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s (+{args.warmup}s warm-up, "
         f"median of {args.repeat}) "
-        f"--latency; {args.workers} workers; databases: {', '.join(databases)}; "
+        f"--latency; {args.workers} workers; {args.issuers} issuer(s); "
+        f"databases: {', '.join(databases)}; "
         f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}",
         file=sys.stderr,
     )

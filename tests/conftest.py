@@ -98,7 +98,7 @@ def make_app(make_settings: SettingsFactory) -> Iterator[Callable[..., Flask]]:
 
     yield build
     for app in apps:
-        app.extensions["authsvc"].engine.dispose()
+        app.extensions["authsvc"].close()  # background fetchers too, not only the engine
 
 
 @pytest.fixture

@@ -634,7 +634,7 @@ def test_two_key_sources_are_one_problem_naming_both(home: Path, key_file: Path)
 def test_jwk_set_url_accepted(home: Path, url: str) -> None:
     write_custom(home, f"[auth.jwt]\nenabled = true\nheader_name = X-JWT\njwk_set_url = {url}\n")
     settings = load(home)
-    assert settings.jwt.jwk_set_url == url
+    assert settings.jwt.jwk_set_url == (url,)
     assert settings.jwt.key_provider == "jwk_set_url"
 
 

@@ -117,7 +117,7 @@ def test_an_expired_cached_token_is_not_answered_fast(app: Flask, key: ECKey) ->
     tok = token(key)
     assert answer(app, tok)[0] == 200
     later = time.time() + 3600
-    svc.jwt.verifier.clock = lambda: later
+    svc.issuers.get("jwt").verifier.clock = lambda: later
 
     status, _headers, body = answer(app, tok)
 

@@ -264,7 +264,7 @@ class TestVerifyUsingJWKSetURL:
         # Checked while loading the configuration: nothing is fetched yet.
         values = {"auth.jwt": {"enabled": "true", "header_name": "X-JWT", "jwk_set_url": url}}
         if ok:
-            assert make_settings(values).jwt.jwk_set_url == url
+            assert make_settings(values).jwt.jwk_set_url == (url,)
         else:
             with pytest.raises(ConfigError) as info:
                 make_settings(values)
@@ -815,7 +815,10 @@ class TestInitKeySet:
         self, scenario: Scenario, tmp_path: Path, content: bytes
     ) -> None:
         (tmp_path / "jwks.json").write_bytes(content)
-        with pytest.raises(KeyError_, match=r"^\[auth\.jwt\] jwk_set_file: not"):
+        with pytest.raises(
+            KeyError_,
+            match=r"^argument cfg:auth\.jwt\.jwk_set_file \[auth\.jwt\] jwk_set_file: not",
+        ):
             scenario(jwk_set_file=str(tmp_path / "jwks.json"))
 
     def test_jwk_set_value_is_base64_jwks(

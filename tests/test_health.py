@@ -85,7 +85,12 @@ def test_health_keys_ok_with_a_key_source(
     response = make_app({"auth.jwt": jwt}).test_client().get("/api/health")
 
     assert response.status_code == 200
-    assert response.get_json() == {"database": "ok", "keys": "ok", "version": authsvc.__version__}
+    assert response.get_json() == {
+        "database": "ok",
+        "keys": "ok",
+        "issuers": {"jwt": "ok"},
+        "version": authsvc.__version__,
+    }
 
 
 @pytest.mark.postgres

@@ -217,7 +217,7 @@ def make_instance(
 
 
 def doc_key(url: str) -> str:
-    return "jwks:" + hashlib.sha256(url.encode()).hexdigest()
+    return "jwks:jwt:" + hashlib.sha256(url.encode()).hexdigest()
 
 
 def shared_body(cache: RemoteCache, url: str) -> dict[str, Any]:
@@ -851,7 +851,7 @@ def test_health_endpoint_reports_the_url_keys(
             }
         }
     )
-    provider = app.extensions["authsvc"].keys
+    provider = app.extensions["authsvc"].issuers.get("jwt").keys
     try:
         assert isinstance(provider, JwksUrlProvider)
         failing = app.test_client().get("/api/health")

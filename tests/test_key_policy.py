@@ -9,14 +9,18 @@ error (KeyError_). Every refusal names the key and the reason.
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 from tokens import (
     FakeClock,
     Keys,
@@ -28,6 +32,7 @@ from tokens import (
     key_file_cfg,
     key_value_cfg,
     public_jwk,
+    public_pem,
     sign,
     signing_keys,
 )
@@ -37,6 +42,7 @@ from authsvc.errors import InvalidToken
 from authsvc.keys.base import (
     _ROCA_PRIMES,
     KeyError_,
+    KeyIds,
     allowed_algorithms,
     is_roca_weak,
 )
@@ -69,9 +75,14 @@ def refused_one(document: dict[str, Any], allow: tuple[str, ...] = ALGORITHMS) -
 
 
 def startup_error(make_settings: Any, cfg: dict[str, str]) -> str:
+    """The refusal after its origin: ``argument cfg:auth.jwt.KEY [auth.jwt] KEY: why``."""
     with pytest.raises(KeyError_) as info:
         build_provider(make_settings({"auth.jwt": cfg}))
-    return str(info.value)
+    origin, blamed = str(info.value).split(" [auth.jwt] ", 1)
+    assert origin.startswith("argument cfg:auth.jwt."), origin
+    key = blamed.split(":", 1)[0]
+    assert origin == f"argument cfg:auth.jwt.{key}", (origin, key)
+    return f"[auth.jwt] {blamed}"
 
 
 # --------------------------------------------------------------------------- RSA
@@ -307,7 +318,7 @@ def test_a_public_key_as_hmac_secret_is_a_keyerror(keys: Keys, make_settings: An
     from authsvc.plugins import PluginContext
 
     # RS/HS confusion by configuration: a public key is not a shared secret.
-    with pytest.raises(KeyError_, match=r"^\[auth\.jwt\] hmac_secret: not usable as a shared"):
+    with pytest.raises(KeyError_, match=r" \[auth\.jwt\] hmac_secret: not usable as a shared"):
         HmacSecretProvider.from_config(PluginContext(settings))
 
 
@@ -546,7 +557,9 @@ def test_a_jwk_set_value_that_is_not_base64_is_a_startup_error(make_settings: An
 def test_allow_list_drops_a_key_whose_algorithms_are_all_excluded(keys: Keys) -> None:
     parsed = parse_key_set(jwks(public_jwk(keys.ec256, "e"), public_jwk(keys.rsa, "r")), ("RS256",))
     assert list(parsed.keys) == ["r"]
-    assert parsed.refused == ("key 'e': none of its algorithms (ES256) is allowed",)
+    # Skipped with a warning (CONTRACT §6), not refused.
+    assert parsed.refused == ()
+    assert parsed.skipped == ("key 'e': none of its algorithms (ES256) is allowed by [algorithms]",)
 
 
 def test_allowed_algorithms_directly(keys: Keys) -> None:
@@ -558,3 +571,87 @@ def test_allowed_algorithms_directly(keys: Keys) -> None:
     }
     with pytest.raises(KeyError_, match=r"^key 'k': is a private key; configure the public key$"):
         allowed_algorithms(keys.rsa, "k", ALGORITHMS)
+
+
+def test_keys_outside_the_allow_list_are_skipped_with_a_warning(
+    keys: Keys, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CONTRACT §6: an IdP's set with P-384 and Ed25519 keys under algorithms = RS256 ES256."""
+    document = jwks(
+        public_jwk(keys.rsa, "rsa"),
+        public_jwk(keys.ec256, "p256"),
+        public_jwk(keys.ec384, "p384"),
+        public_jwk(keys.ed, "ed"),
+    )
+    settings = make_settings(
+        {"auth.jwt": {**jwks_value_cfg(document), "algorithms": "RS256 ES256"}}
+    )
+    with caplog.at_level(logging.WARNING, logger="authsvc.keys.jwks_static"):
+        provider = build_provider(settings)
+    assert isinstance(provider, KeyIds)
+    assert provider.kids() == ["rsa", "p256"]
+    skipped = [r.getMessage() for r in caplog.records]
+    assert any("key 'p384'" in m and "key skipped" in m for m in skipped), skipped
+    assert any("key 'ed'" in m and "key skipped" in m for m in skipped), skipped
+
+
+def test_a_set_the_allow_list_leaves_empty_is_a_startup_error(
+    keys: Keys, make_settings: Any
+) -> None:
+    document = jwks(public_jwk(keys.ec384, "p384"), public_jwk(keys.ed, "ed"))
+    message = startup_error(make_settings, {**jwks_value_cfg(document), "algorithms": "RS256"})
+    assert message.startswith("[auth.jwt] jwk_set_value: the key set holds no usable key: ")
+    assert "key 'p384'" in message and "key 'ed'" in message
+
+
+# --------------------------------------------------------------------------- key files re-read
+@pytest.mark.parametrize("source", ["key_file", "jwk_set_file"])
+def test_a_rotated_key_file_takes_effect_and_a_bad_one_keeps_the_old_keys(
+    keys: Keys, make_app: Any, tmp_path: Path, source: str
+) -> None:
+    """CONTRACT §6: re-read on change in the background; a refused file keeps the old keys
+    and shows in the log, /api/admin/keys (last_error) and /api/health (problems, 200)."""
+    from authsvc.file_watch import CHECK_EVERY
+
+    path = tmp_path / ("key.pem" if source == "key_file" else "jwks.json")
+
+    def publish(key: Key, kid: str) -> None:
+        fresh = path.with_suffix(".new")
+        if source == "key_file":
+            fresh.write_bytes(public_pem(key))
+        else:
+            fresh.write_text(json.dumps(jwks(public_jwk(key, kid))))
+        os.replace(fresh, path)  # an atomic swap, as a Kubernetes secret update is
+
+    publish(keys.ec256, "k")
+    jwt_values = {"enabled": "true", "header_name": "X-T", source: str(path)}
+    if source == "key_file":
+        jwt_values["key_id"] = "k"
+    jwt_values.update(username_claim="sub", auto_sign_up="true")
+    app = make_app({"auth.jwt": jwt_values}, clock=FakeClock())  # tokens.sign is at NOW
+    client = app.test_client()
+
+    def status(key: Key, alg: str) -> int:
+        return int(
+            client.get("/api/auth/verify", headers={"X-T": sign(key, alg, kid="k")}).status_code
+        )
+
+    assert status(keys.ec256, "ES256") == 200
+    publish(keys.ec384, "k")
+    deadline = time.monotonic() + 15
+    while status(keys.ec384, "ES384") != 200:
+        assert status(keys.ec256, "ES256") == 200, "no failed request while the file changes"
+        assert time.monotonic() < deadline, "the new key did not take effect within 15 s"
+        time.sleep(CHECK_EVERY / 4)
+    assert status(keys.ec256, "ES256") == 401  # the old key left with the old file
+
+    path.write_text("not a key at all")
+    deadline = time.monotonic() + 15
+    while "problems" not in client.get("/api/health").get_json():
+        assert time.monotonic() < deadline, "the refused file was not reported"
+        time.sleep(CHECK_EVERY / 4)
+    health = client.get("/api/health")
+    assert health.status_code == 200
+    [problem] = health.get_json()["problems"]
+    assert problem.startswith("jwt: the changed file is refused, keeping the keys read before")
+    assert status(keys.ec384, "ES384") == 200  # still serving

@@ -247,3 +247,75 @@ def test_broken_plugin_fails_naming_it(
     assert message.startswith(f"plugin 'broken' in {GROUP} from thirdparty-plugin failed to load: ")
     assert why in message
     assert excinfo.value.__cause__ is not None
+
+
+# --------------------------------------------------------------------------- a third party's slot
+THIRD_PARTY_KEYS = '''
+from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms
+from joserfc.jwk import OctKey
+
+
+class VaultKeys:
+    """Reads its own option from its issuer's section, blames it as ours blame theirs."""
+
+    def __init__(self, key):
+        self.key = key
+
+    @classmethod
+    def from_config(cls, context):
+        secret = context.options.get("vault_secret", "")
+        if len(secret) < 32:
+            raise KeyError_(context.problem("vault_secret", "needs at least 32 characters"))
+        key = OctKey.import_key(secret.encode())
+        algs = allowed_algorithms(key, None, context.jwt.algorithms)
+        return cls(VerificationKey(None, key, algs))
+
+    def get_key(self, kid):
+        return self.key if kid is None else None
+
+    def refresh(self):
+        pass
+'''
+
+
+def test_a_third_party_key_provider_reads_its_issuers_options_and_blames_precisely(
+    make_dist: MakeDist, homepath: Path
+) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    from authsvc.app import create_app
+    from authsvc.config import load_settings
+    from authsvc.plugins import StartupError
+
+    make_dist(
+        "vault-keys", {GROUP: {"vault": "vault_keys:VaultKeys"}}, {"vault_keys": THIRD_PARTY_KEYS}
+    )
+    custom = homepath / "conf" / "custom.ini"
+    custom.write_text(
+        "[auth.jwt.corp]\nheader_name = X-Corp\nkey_provider = vault\nvault_secret = short\n"
+    )
+    with pytest.raises(StartupError) as info:
+        create_app(load_settings(homepath, environ={}), migrate_schema=True, testing=True)
+    assert str(info.value) == (
+        "conf/custom.ini [auth.jwt.corp] vault_secret: needs at least 32 characters"
+    )
+
+    secret = "v" * 40
+    custom.write_text(
+        "[auth.jwt.corp]\nheader_name = X-Corp\nkey_provider = vault\n"
+        f"vault_secret = {secret}\nusername_claim = sub\nauto_sign_up = true\n"
+    )
+    settings = load_settings(homepath, environ={})
+    # An option authsvc does not know is a warning, and the plugin still gets it.
+    assert any("vault_secret: unknown key" in w for w in settings.warnings)
+    app = create_app(settings, migrate_schema=True, testing=True)
+    try:
+        token = jwt.encode(
+            {"alg": "HS256"}, {"sub": "v", "exp": 4_000_000_000}, OctKey.import_key(secret.encode())
+        )
+        response = app.test_client().get("/api/auth/verify", headers={"X-Corp": token})
+        assert response.status_code == 200, response.get_json()
+        assert response.headers["X-Auth-Issuer"] == "corp"
+    finally:
+        app.extensions["authsvc"].close()

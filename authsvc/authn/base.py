@@ -8,13 +8,13 @@ small client behind one interface; the service asks them in order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flask import Request
 
 from authsvc.identity import Identity
 from authsvc.sessions.base import SessionRecord
-from authsvc.users import UserRecord
+from authsvc.users import UserRecord, auth_module
 from authsvc.verifier import VerifiedToken
 
 if TYPE_CHECKING:
@@ -67,3 +67,26 @@ class Caller:
         if self.jwt is not None:
             return self.jwt.identity.subject
         return self.session.subject if self.session is not None else ""
+
+    @property
+    def issuer(self) -> str:
+        """The issuer that authenticated the request (for a session: that started it)."""
+        if self.jwt is not None:
+            return self.jwt.issuer.name
+        return self.session.issuer if self.session is not None else ""
+
+    @property
+    def scope(self) -> tuple[str, ...] | None:
+        """The token's scope (for a session: its token's); None when unscoped."""
+        if self.jwt is not None:
+            return self.jwt.identity.scope
+        return self.session.scope if self.session is not None else None
+
+    @property
+    def forwarded(self) -> tuple[tuple[str, str], ...]:
+        """``forward_claims`` headers; a session keeps no claims, so none."""
+        return self.jwt.identity.forwarded if self.jwt is not None else ()
+
+    def user_json(self) -> dict[str, Any]:
+        """The user JSON of CONTRACT §3; ``authModule`` names the issuer that authenticated."""
+        return {**self.user.to_json(), "authModule": auth_module(self.issuer)}

@@ -12,11 +12,12 @@ a repeated token answered from memory and one read, or None for the long way.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from flask import Request
@@ -24,12 +25,20 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from authsvc.audit import Audit
 from authsvc.authn.base import Caller, JWTResult
 from authsvc.authn.jwt_client import JWTClient, strip_bearer
 from authsvc.authn.session_client import SessionClient
-from authsvc.authn.steps import POST_AUTH, Login, refuse_disabled, session_for, start_session
+from authsvc.authn.steps import (
+    POST_AUTH,
+    Login,
+    refuse_disabled,
+    refuse_issuer,
+    session_for,
+    start_session,
+)
 from authsvc.errors import InvalidToken, Unauthorized, UserConflict
-from authsvc.issuers import Issuers
+from authsvc.issuers import Issuers, route
 from authsvc.sessions.base import SessionRecord
 from authsvc.sessions.lifecycle import SessionLifecycle
 from authsvc.users import UserReader, UserRecord, UserStore, pending_changes
@@ -50,11 +59,16 @@ class AuthnService:
         cookie_name: str,
         clock: Callable[[], float],
         reader: UserReader,
+        audit: Audit,
         serialize_writes: bool = False,
     ) -> None:
         self.issuers = issuers
+        self.audit = audit
         self.jwt_clients = [JWTClient(issuer) for issuer in issuers]
-        self.session_client = SessionClient(sessions, reader, cookie_name)
+        self._client_of = {client.issuer.name: client for client in self.jwt_clients}
+        self.session_client = SessionClient(
+            sessions, reader, cookie_name, [issuer.name for issuer in issuers]
+        )
         self.db = db
         self.sessions = sessions
         self.clock = clock
@@ -65,14 +79,24 @@ class AuthnService:
         self._write_lock: Any = threading.Lock() if serialize_writes else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ entry points
-    def caller(self, request: Request, *, sessions: bool = True) -> Caller:
-        """The authenticated caller, or the error saying why there is none."""
-        result = self.authenticate_jwt(request)
+    def caller(
+        self,
+        request: Request,
+        *,
+        sessions: bool = True,
+        allowed: Collection[str] | None = None,
+    ) -> Caller:
+        """The authenticated caller, or the error saying why there is none.
+
+        ``allowed`` names the only issuers that may authenticate the request
+        (``?issuer=``), checked before anything is provisioned or rotated.
+        """
+        result = self.authenticate_jwt(request, allowed=allowed)
         if result is not None:
             return Caller(self.resolve(result), "jwt", jwt=result)
         cookie = self.session_client.credential(request) if sessions else None
         if cookie:
-            return self.session_client.authenticate(cookie)
+            return self.session_client.authenticate(cookie, allowed)
         if not self.jwt_clients:
             raise Unauthorized("no credentials: log in first", token_presented=False)
         headers = " or ".join(sorted({c.header_name for c in self.jwt_clients}))
@@ -81,8 +105,19 @@ class AuthnService:
             token_presented=False,
         )
 
-    def authenticate_jwt(self, request: Request, *, query: bool | None = None) -> JWTResult | None:
-        """The request's JWT verified by the one issuer it routes to; None when it has none."""
+    def authenticate_jwt(
+        self,
+        request: Request,
+        *,
+        query: bool | None = None,
+        allowed: Collection[str] | None = None,
+    ) -> JWTResult | None:
+        """The request's JWT verified by the one issuer it routes to; None when it has none.
+
+        Every issuer's client reads its header (and query); two different tokens
+        are refused; ``issuers.route`` chooses among the issuers that found the
+        token, on unverified data, and only the chosen one verifies it.
+        """
         presented = [
             (client, token)
             for client in self.jwt_clients
@@ -94,7 +129,9 @@ class AuthnService:
         if any(t.rstrip("=") != token.rstrip("=") for _, t in presented):
             headers = ", ".join(sorted({c.header_name for c, _ in presented}))
             raise InvalidToken(f"two different tokens in one request (in {headers})")
-        return presented[0][0].authenticate(token)
+        issuer = route(token, [client.issuer for client, _ in presented])
+        refuse_issuer(issuer.name, allowed)
+        return self._client_of[issuer.name].authenticate(token)
 
     def cached_caller(self, environ: Mapping[str, Any]) -> Caller | None:
         """The forward-auth fast path: a token some issuer verified before, from memory.
@@ -112,8 +149,9 @@ class AuthnService:
         if not presented or any(t != presented[0][1] for _, t in presented):
             return None
         token = presented[0][1]
+        digest = hashlib.sha256(token.encode()).digest()
         for client, _ in presented:
-            verified = client.issuer.verifier.cached(token)
+            verified = client.issuer.verifier.cached(token, digest)
             if verified is not None:
                 break
         else:
@@ -138,7 +176,9 @@ class AuthnService:
         current = self.unchanged_linked(result)
         if current is not None:
             return current
-        return self._write(lambda tx: self._post_auth(tx, result).record())
+        login = self._write(lambda tx: self._post_auth(tx, result))
+        self._committed(login)
+        return login.record()
 
     def unchanged_linked(self, result: JWTResult) -> UserRecord | None:
         """The linked user when the token changes nothing on it (one read), else None.
@@ -179,15 +219,18 @@ class AuthnService:
             )
         else:
 
-            def work(tx: DbSession) -> tuple[UserRecord, str, SessionRecord]:
+            def work(tx: DbSession) -> Login:
                 login = self._post_auth(tx, result)
                 start_session(
                     login, self.sessions, user_agent=user_agent, client_ip=client_ip, tx=tx
                 )
-                assert login.user is not None and login.session is not None
-                return UserRecord.of(login.user), *login.session
+                return login
 
-            user, token, record = self._write(work)
+            login = self._write(work)
+            self._committed(login)
+            assert login.session is not None
+            user = login.record()
+            token, record = login.session
         log.info(
             "login",
             extra={
@@ -197,7 +240,21 @@ class AuthnService:
                 "token": result.token.fingerprint,
             },
         )
+        self.audit(
+            "login", user=user.login, issuer=result.issuer.name, token=result.token.fingerprint
+        )
         return user, token, record
+
+    def _committed(self, login: Login) -> None:
+        """What follows a committed post-auth transaction: a sign-up is recorded."""
+        if login.signed_up:
+            result = login.result
+            self.audit(
+                "signup",
+                user=login.record().login,
+                issuer=result.issuer.name,
+                token=result.token.fingerprint,
+            )
 
     # ------------------------------------------------------------------ steps
     def _post_auth(self, tx: DbSession, result: JWTResult) -> Login:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from flask import Request
 
 from authsvc.authn.base import Caller
-from authsvc.authn.steps import refuse_disabled
+from authsvc.authn.steps import refuse_disabled, refuse_issuer
 from authsvc.errors import SessionInvalid
 from authsvc.sessions.base import SessionRecord
 from authsvc.sessions.lifecycle import SessionLifecycle
@@ -15,23 +17,38 @@ from authsvc.users import UserReader, UserRecord
 class SessionClient:
     name = "session"
 
-    def __init__(self, sessions: SessionLifecycle, reader: UserReader, cookie_name: str) -> None:
+    def __init__(
+        self,
+        sessions: SessionLifecycle,
+        reader: UserReader,
+        cookie_name: str,
+        issuers: Collection[str],
+    ) -> None:
         self.sessions = sessions
         self.reader = reader
         self.cookie_name = cookie_name
+        self.issuers = frozenset(issuers)
+        """The enabled issuers: a session an issuer since removed started is over."""
 
     def credential(self, request: Request) -> str | None:
         return request.cookies.get(self.cookie_name, "") or None
 
-    def authenticate(self, credential: str) -> Caller:
+    def authenticate(self, credential: str, allowed: Collection[str] | None = None) -> Caller:
         """The caller a session cookie stands for; SessionInvalid / IdentityDisabled otherwise.
 
-        The user is read and checked before the session is touched or rotated: a
-        refused request must not rotate a session whose new token it cannot deliver.
+        ``allowed`` (``?issuer=``) names the issuers whose sessions may pass. The
+        session's issuer and user are checked before the session is touched or
+        rotated: a refused request must not rotate a session whose new token it
+        cannot deliver.
         """
         found: list[UserRecord] = []
 
         def admit(record: SessionRecord) -> None:
+            if record.issuer not in self.issuers:
+                raise SessionInvalid(
+                    f"the session was started by issuer {record.issuer!r}, which is not enabled"
+                )
+            refuse_issuer(record.issuer, allowed)
             user = self.reader.by_id(record.user_id)
             if user is None:
                 raise SessionInvalid("the session's user no longer exists")

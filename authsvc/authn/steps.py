@@ -8,11 +8,12 @@ after it for a login.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from authsvc.authn.base import JWTResult
-from authsvc.errors import IdentityDisabled
+from authsvc.errors import IdentityDisabled, InvalidToken
 from authsvc.models import User
 from authsvc.sessions.base import NewSession, SessionRecord
 from authsvc.sessions.lifecycle import SessionLifecycle
@@ -32,6 +33,11 @@ class Login:
     def record(self) -> UserRecord:
         assert self.user is not None
         return UserRecord.of(self.user)
+
+    @property
+    def signed_up(self) -> bool:
+        """The provisioner created the user in this transaction."""
+        return self.user is not None and self.user.id in self.users.created
 
 
 def provision(login: Login) -> None:
@@ -55,6 +61,14 @@ def refuse_disabled(user: User | UserRecord) -> None:
     """A disabled user is refused on every path: JWT, session, fast path."""
     if user.disabled:
         raise IdentityDisabled(f"user {user.login!r} (id {user.id}) is disabled")
+
+
+def refuse_issuer(issuer: str, allowed: Collection[str] | None) -> None:
+    """``?issuer=a&issuer=b``: only these issuers may authenticate this request."""
+    if allowed is not None and issuer not in allowed:
+        raise InvalidToken(
+            f"issuer {issuer!r} is not allowed here (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 POST_AUTH = (provision, sync, check_disabled)
@@ -85,6 +99,8 @@ def session_for(
         subject=result.identity.subject,
         user_agent=user_agent,
         client_ip=client_ip,
+        issuer=result.issuer.name,
+        scope=result.identity.scope,
     )
     # The claim itself: a cached verification's expires_at adds the leeway.
     end_by = _exp(result) if result.issuer.settings.session_lifetime_from_token else None

@@ -7,6 +7,7 @@ Fetching, parsing and policy checks happen in ``from_config`` and ``refresh``.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
@@ -42,6 +43,11 @@ class KeyError_(ValueError):
     """A key was refused; the message names the key and why."""
 
 
+class KeySkipped(KeyError_):
+    """A sound key the ``algorithms`` allow-list leaves no algorithm for (CONTRACT §6):
+    skipped with a warning, not refused; only a source left with no key is an error."""
+
+
 @dataclass(frozen=True)
 class VerificationKey:
     """One usable key: its kid (None = matches only kid-less tokens) and allowed algorithms."""
@@ -61,6 +67,9 @@ class KeyState:
 
     state: str
     detail: str = ""
+    problem: str = ""
+    """Something an operator must fix that does not stop service (a rotated key file
+    refused, the old keys still serving): /api/health's ``problems``."""
 
 
 @runtime_checkable
@@ -122,6 +131,11 @@ class KeyDescription(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+def describe_keys(keys: Iterable[VerificationKey]) -> list[dict[str, Any]]:
+    """Keys as /api/admin/keys lists them."""
+    return [{"kid": k.kid, "kty": k.kind, "algorithms": sorted(k.algorithms)} for k in keys]
+
+
 def key_label(kid: str | None) -> str:
     return f"key {kid!r}" if kid else "key (no kid)"
 
@@ -174,15 +188,17 @@ def allowed_algorithms(key: Key, kid: str | None, allow_list: tuple[str, ...]) -
         raise KeyError_(f"{label}: key_ops {ops} do not include verify")
     algs = frozenset(own) & frozenset(allow_list)
     if not algs:
-        raise KeyError_(f"{label}: none of its algorithms ({', '.join(own)}) is allowed")
+        raise KeySkipped(
+            f"{label}: none of its algorithms ({', '.join(own)}) is allowed by [algorithms]"
+        )
     return algs
 
 
-def b64decode_setting(value: str, what: str) -> bytes:
+def b64decode_setting(value: str) -> bytes:
     """Decode a base64 config value (standard or URL-safe alphabet, padding optional)."""
     text = "".join(value.split())
     try:
         altchars = b"-_" if ("-" in text or "_" in text) else None
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
     except ValueError:
-        raise KeyError_(f"{what}: not valid base64") from None
+        raise KeyError_("not valid base64") from None

@@ -1,15 +1,19 @@
-"""Key sets fixed by the configuration: a PEM key, a JWKS file or value, an HMAC secret.
+"""Key sets given by the configuration: a PEM key, a JWKS file or value, an HMAC secret.
 
 The three configured sources differ only in how they read their keys; once
-read, they answer from one dict and describe themselves alike.
+read, they answer from one dict and describe themselves alike. A key that
+lives in a file (``key_file``, ``jwk_set_file``) is read again when the file
+changes (``authsvc.file_watch``); a value in the configuration changes only
+with a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from authsvc.keys.base import VerificationKey
+from authsvc.file_watch import FileWatch
+from authsvc.keys.base import KeyState, VerificationKey, describe_keys
 
 
 class FixedKeyProvider:
@@ -20,13 +24,39 @@ class FixedKeyProvider:
     (``key_file /etc/keys/idp.pem``).
     """
 
-    def __init__(self, keys: Mapping[str | None, VerificationKey], source: str) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str | None, VerificationKey],
+        source: str,
+        reload: Callable[[], Mapping[str | None, VerificationKey]] | None = None,
+        path: str = "",
+        what: str = "",
+    ) -> None:
+        """``reload`` (with ``path``) re-reads the keys from that file when it changes."""
         self._keys = dict(keys)
         self._source = source
         self._kind = source.split()[0] if source else ""
+        self._watch: FileWatch | None = None
+        if reload is not None and path:
+            load = reload
+
+            def take() -> None:
+                # One assignment: a request sees the old dict or the new one, never half.
+                self._keys = dict(load())
+
+            self._watch = FileWatch(path, take, what or source)
 
     def get_key(self, kid: str | None) -> VerificationKey | None:
         return self._keys.get(kid)
+
+    def health(self) -> KeyState:
+        """Always usable; a changed file that was refused is a problem, not an outage."""
+        error = self._watch.last_error if self._watch is not None else ""
+        return KeyState("ok", problem=error)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
 
     def kids(self) -> list[str | None]:
         return list(self._keys)
@@ -35,11 +65,11 @@ class FixedKeyProvider:
         """Fixed keys change only with a restart."""
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "kind": self._kind,
             "source": self._source,
-            "keys": [
-                {"kid": k.kid, "kty": k.kind, "algorithms": sorted(k.algorithms)}
-                for k in self._keys.values()
-            ],
+            "keys": describe_keys(self._keys.values()),
         }
+        if self._watch is not None:
+            described.update(self._watch.describe())
+        return described

@@ -15,7 +15,13 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, OctKey
 
-from authsvc.keys.base import KeyError_, VerificationKey, allowed_algorithms, key_label
+from authsvc.keys.base import (
+    KeyError_,
+    KeySkipped,
+    VerificationKey,
+    allowed_algorithms,
+    key_label,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,9 @@ class ParsedKeySet:
     keys: Mapping[str | None, VerificationKey]
     refused: tuple[str, ...]
     """One line per key dropped, naming its kid and why."""
+    skipped: tuple[str, ...] = ()
+    """One line per key the ``algorithms`` allow-list leaves unusable (a warning, not an
+    error: an identity provider's set often holds keys of other types)."""
 
 
 def parse_key_set(
@@ -38,6 +47,7 @@ def parse_key_set(
         raise KeyError_('not a JSON Web Key Set: expected an object with a "keys" array')
     keys: dict[str | None, VerificationKey] = {}
     refused: list[str] = []
+    skipped: list[str] = []
     seen: set[str | None] = set()
     for raw in document["keys"]:
         kid = raw.get("kid") if isinstance(raw, Mapping) else None
@@ -58,6 +68,9 @@ def parse_key_set(
             if key.is_private and not isinstance(key, OctKey):
                 raise KeyError_(f"{label}: is a private key; publish the public key")
             algs = allowed_algorithms(key, kid, allow_list)
+        except KeySkipped as exc:
+            skipped.append(str(exc))
+            continue
         except KeyError_ as exc:
             refused.append(str(exc))
             continue
@@ -68,7 +81,7 @@ def parse_key_set(
     kinds = {isinstance(k.key, OctKey) for k in keys.values()}
     if len(kinds) > 1:
         raise KeyError_("the key set mixes symmetric (oct) and asymmetric keys")
-    return ParsedKeySet(keys, tuple(refused))
+    return ParsedKeySet(keys, tuple(refused), tuple(skipped))
 
 
 def _b64_len(value: Any) -> int | None:

@@ -6,31 +6,50 @@ that we refuse is a start-up error, not a warning.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from authsvc.keys.base import KeyError_, b64decode_setting
+from authsvc.keys.base import KeyError_, VerificationKey, b64decode_setting
 from authsvc.keys.fixed import FixedKeyProvider
 from authsvc.keys.jwks import parse_key_set
 from authsvc.plugins import PluginContext
+
+log = logging.getLogger(__name__)
 
 
 class StaticJwksProvider(FixedKeyProvider):
     @classmethod
     def from_config(cls, context: PluginContext) -> StaticJwksProvider:
         jwt = context.jwt
-        section = context.section
+        if not jwt.jwk_set_file:
+            return cls(_read(context), "jwk_set_value")
+        return cls(
+            _read(context),
+            f"jwk_set_file {jwt.jwk_set_file}",
+            reload=lambda: _read(context),
+            path=jwt.jwk_set_file,
+            what=f"[{context.section}] jwk_set_file {jwt.jwk_set_file}",
+        )
+
+
+def _read(context: PluginContext) -> dict[str | None, VerificationKey]:
+    """The set of ``jwk_set_file`` / ``jwk_set_value``: every key usable, or KeyError_."""
+    jwt = context.jwt
+    kind = "jwk_set_file" if jwt.jwk_set_file else "jwk_set_value"
+    try:
         if jwt.jwk_set_file:
-            kind, document = "jwk_set_file", Path(jwt.jwk_set_file).read_bytes()
+            document = Path(jwt.jwk_set_file).read_bytes()
         else:
-            kind = "jwk_set_value"
-            document = b64decode_setting(jwt.jwk_set_value, f"[{section}] jwk_set_value")
-        try:
-            parsed = parse_key_set(document, jwt.algorithms)
-        except KeyError_ as exc:
-            raise KeyError_(f"[{section}] {kind}: {exc}") from None
+            document = b64decode_setting(jwt.jwk_set_value)
+        parsed = parse_key_set(document, jwt.algorithms)
         if parsed.refused:
-            raise KeyError_(f"[{section}] {kind}: " + "; ".join(parsed.refused))
+            raise KeyError_("; ".join(parsed.refused))
+        if not parsed.keys and parsed.skipped:
+            raise KeyError_("the key set holds no usable key: " + "; ".join(parsed.skipped))
         if not parsed.keys:
-            raise KeyError_(f"[{section}] {kind}: the key set holds no key")
-        source = f"{kind} {jwt.jwk_set_file}" if jwt.jwk_set_file else kind
-        return cls(parsed.keys, source)
+            raise KeyError_("the key set holds no key")
+    except KeyError_ as exc:
+        raise KeyError_(context.problem(kind, str(exc))) from None
+    for line in parsed.skipped:
+        log.warning("[%s] %s: %s; key skipped", context.section, kind, line)
+    return dict(parsed.keys)

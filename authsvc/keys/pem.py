@@ -43,16 +43,31 @@ class PemKeyProvider(FixedKeyProvider):
     @classmethod
     def from_config(cls, context: PluginContext) -> PemKeyProvider:
         jwt = context.jwt
-        kid = jwt.key_id or None
+        if not jwt.key_file:
+            return cls(_read(context), "key_value")
+        return cls(
+            _read(context),
+            f"key_file {jwt.key_file}",
+            reload=lambda: _read(context),
+            path=jwt.key_file,
+            what=f"[{context.section}] key_file {jwt.key_file}",
+        )
+
+
+def _read(context: PluginContext) -> dict[str | None, VerificationKey]:
+    """The one key of ``key_file`` / ``key_value``; KeyError_ blamed on the key that set it."""
+    jwt = context.jwt
+    kid = jwt.key_id or None
+    kind = "key_file" if jwt.key_file else "key_value"
+    try:
         if jwt.key_file:
-            kind, source = "key_file", f"key_file {jwt.key_file}"
             pem = Path(jwt.key_file).read_bytes()
+        elif "-----BEGIN" in jwt.key_value:  # the PEM itself, as a """triple-quoted""" value
+            pem = jwt.key_value.strip().encode()
         else:
-            kind = source = "key_value"
-            pem = b64decode_setting(jwt.key_value, f"[{context.section}] key_value")
-        try:
-            key = load_pem_key(pem, kid)
-            algs = allowed_algorithms(key, kid, jwt.algorithms)
-        except KeyError_ as exc:
-            raise KeyError_(f"[{context.section}] {kind}: {exc}") from None
-        return cls({kid: VerificationKey(kid, key, algs)}, source)
+            pem = b64decode_setting(jwt.key_value)
+        key = load_pem_key(pem, kid)
+        algs = allowed_algorithms(key, kid, jwt.algorithms)
+    except KeyError_ as exc:
+        raise KeyError_(context.problem(kind, str(exc))) from None
+    return {kid: VerificationKey(kid, key, algs)}

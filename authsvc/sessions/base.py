@@ -34,6 +34,10 @@ class NewSession:
     """The identity-provider subject of the token that started it (X-Auth-Subject)."""
     user_agent: str = ""
     client_ip: str = ""
+    issuer: str = "jwt"
+    """The issuer whose token started the session (X-Auth-Issuer, ``?issuer=``)."""
+    scope: tuple[str, ...] | None = None
+    """That token's scope; None when it was unscoped (``?scope=``, X-Auth-Scope)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ class SessionRecord:
     user_agent: str = ""
     client_ip: str = ""
     subject: str = ""
+    issuer: str = "jwt"
+    scope: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +71,8 @@ class SessionRecord:
             "userAgent": self.user_agent,
             "clientIp": self.client_ip,
             "subject": self.subject,
+            "issuer": self.issuer,
+            "scope": list(self.scope) if self.scope is not None else None,
         }
 
 

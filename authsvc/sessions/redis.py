@@ -9,6 +9,7 @@ forgets ended sessions by itself.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Sequence
@@ -80,6 +81,8 @@ class RedisSessionStore:
             user_agent=d.get("user_agent", ""),
             client_ip=d.get("client_ip", ""),
             subject=d.get("subject", ""),
+            issuer=d.get("issuer", "jwt"),
+            scope=tuple(json.loads(d["scope"])) if d.get("scope") else None,
         )
 
     def create(
@@ -100,7 +103,10 @@ class RedisSessionStore:
             "token_hash": digest,
             "user_agent": new.user_agent[:255],
             "client_ip": new.client_ip[:64],
+            "issuer": new.issuer,
         }
+        if new.scope is not None:
+            fields["scope"] = json.dumps(list(new.scope))
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(f"{_P}sess:{sid}", mapping=dict(fields.items()))
         pipe.pexpire(f"{_P}sess:{sid}", ttl)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from authsvc.sessions.base import NewSession, SessionRecord, new_token, token_ha
 
 _COLUMNS = (
     "id", "user_id", "auth_module", "created_at", "rotated_at", "seen_at", "expires_at",
-    "prev_valid_until", "user_agent", "client_ip", "subject", "token_hash",
+    "prev_valid_until", "user_agent", "client_ip", "subject", "token_hash", "issuer", "scope",
 )  # fmt: skip
 
 
@@ -35,7 +36,16 @@ def _record(row: Any, digest: str) -> SessionRecord:
         user_agent=row[8],
         client_ip=row[9],
         subject=row[10],
+        issuer=row[12],
+        scope=_scope(row[13]),
     )
+
+
+def _scope(value: Any) -> tuple[str, ...] | None:
+    """The JSON column as the DB-API hands it over: a list, its JSON text, or NULL."""
+    if isinstance(value, (str, bytes)):
+        value = json.loads(value)
+    return tuple(value) if value is not None else None
 
 
 class SqlSessionStore:
@@ -77,6 +87,8 @@ class SqlSessionStore:
             "expires_at": expires_at,
             "user_agent": agent,
             "client_ip": ip,
+            "issuer": new.issuer,
+            "scope": list(new.scope) if new.scope is not None else None,
         }
         # A Core INSERT: every login runs it, and the ORM's unit of work costs
         # several times the statement itself.
@@ -97,6 +109,8 @@ class SqlSessionStore:
             user_agent=agent,
             client_ip=ip,
             subject=subject,
+            issuer=new.issuer,
+            scope=new.scope,
         )
 
     def lookup(self, token: str) -> SessionRecord | None:

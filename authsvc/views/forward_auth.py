@@ -1,9 +1,12 @@
-"""``GET /api/auth/verify``: forward-auth for nginx auth_request, Traefik, Envoy ext_authz.
+"""``GET /api/auth/verify``: forward-auth for nginx auth_request, Traefik, Caddy, Envoy ext_authz.
 
 A JWT resolves its user exactly as a login does (lookup-only, sign-up,
 disabled) but starts no session; a session cookie works too. 200 carries
-``X-Auth-*`` headers naming the caller; ``?role=`` (minimum role) and
-``?group=`` (any of) gates answer 403 ``auth.forbidden``.
+``X-Auth-*`` headers naming the caller. Gates: ``?role=`` (minimum role) and
+``?group=`` (any of) and ``?scope=`` answer 403 ``auth.forbidden``;
+``?issuer=`` (any of) lets only those issuers authenticate (401).
+``/api/auth/verify/<any path>`` answers the same (Envoy ext_authz appends
+the original path to its prefix).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, request
 
+from authsvc.authn import Caller
 from authsvc.config import ROLES
 from authsvc.errors import BadRequest, Forbidden
 from authsvc.identity import role_at_least
-from authsvc.users import UserRecord
 from authsvc.views.login import current_caller
 
 if TYPE_CHECKING:
@@ -30,11 +33,13 @@ bp = Blueprint("forward_auth", __name__)
 
 
 @bp.get("/api/auth/verify")
-def verify() -> Response:
+@bp.get("/api/auth/verify/<path:_rest>")
+def verify(_rest: str = "") -> Response:
     minimum = request.args.get("role")
     if minimum is not None and minimum not in ROLES:
         raise BadRequest(f"?role={minimum!r} is not one of {', '.join(ROLES)}")
-    caller = current_caller()
+    allowed = request.args.getlist("issuer") or None
+    caller = current_caller(allowed=allowed)
     user = caller.user
     groups = list(user.groups or [])
     if minimum is not None and not role_at_least(user.role, minimum):
@@ -45,7 +50,13 @@ def verify() -> Response:
             f"not in any of the groups {', '.join(wanted)} "
             f"(member of: {', '.join(groups) or 'none'})"
         )
-    body, headers = identity_response(user, caller.subject)
+    scopes = request.args.getlist("scope")
+    if scopes and caller.scope is not None and not set(scopes) & set(caller.scope):
+        raise Forbidden(
+            f"the token's scope ({', '.join(caller.scope) or 'empty'}) includes none of "
+            f"{', '.join(scopes)}"
+        )
+    body, headers = identity_response(caller)
     response = Response(body, mimetype="application/json")
     response.headers.extend(headers)
     return response
@@ -57,25 +68,38 @@ HEADER_BUDGET = 3 * 1024
 _TRUNCATED = ("X-Auth-Groups-Truncated", "true")
 
 
-def identity_response(user: UserRecord, subject: str) -> tuple[bytes, list[tuple[str, str]]]:
+def identity_response(caller: Caller) -> tuple[bytes, list[tuple[str, str]]]:
     """The 200's body and X-Auth-* headers; one builder for both paths to this endpoint.
 
     Values are the exact text of the account (granian writes a header's str as
     UTF-8), never a lossy ``?``: identifiers were refused at the mapping step
-    if they held anything a header cannot carry.
+    if they held anything a header cannot carry. Within HEADER_BUDGET the
+    fixed headers come first, then forwarded claims that fit, then as many
+    whole groups as fit.
     """
-    body = json.dumps({**user.to_json(), "subject": subject}).encode()
+    user = caller.user
+    subject = caller.subject
+    body = json.dumps({**caller.user_json(), "subject": subject}).encode()
     headers = [
         ("X-Auth-User", _header_value(user.login, "login")),
         ("X-Auth-Email", _header_value(user.email or "", "email")),
         ("X-Auth-Name", _header_value(user.name, "name")),
         ("X-Auth-Role", user.role),
     ]
-    groups = [
-        _header_value(g, "group name").replace("%", "%25").replace(",", "%2C") for g in user.groups
+    tail = [
+        ("X-Auth-Subject", _header_value(subject, "subject")),
+        ("X-Auth-Issuer", caller.issuer),
     ]
+    if caller.scope is not None:
+        tail.append(("X-Auth-Scope", ",".join(_listed(s) for s in caller.scope)))
+    used = _size(headers) + _size(tail)
+    for header in caller.forwarded:
+        # Room is kept for the groups header and its truncation mark, however few groups.
+        if used + _size([header, ("X-Auth-Groups", ""), _TRUNCATED]) <= HEADER_BUDGET:
+            tail.append(header)
+            used += _size([header])
+    groups = [_listed(_header_value(g, "group name")) for g in user.groups]
     joined = ",".join(groups)
-    used = _size(headers) + _size([("X-Auth-Subject", subject)])
     if used + _size([("X-Auth-Groups", joined)]) <= HEADER_BUDGET:
         headers.append(("X-Auth-Groups", joined))
     else:
@@ -88,9 +112,14 @@ def identity_response(user: UserRecord, subject: str) -> tuple[bytes, list[tuple
             kept.append(group)
         headers.append(("X-Auth-Groups", ",".join(kept)))
         headers.append(_TRUNCATED)
-    headers.append(("X-Auth-Subject", _header_value(subject, "subject")))
+    headers.extend(tail)
     headers.append(("Cache-Control", "no-store"))
     return body, headers
+
+
+def _listed(item: str) -> str:
+    """An item of a comma-joined header: ``%`` and ``,`` inside it percent-encoded."""
+    return item.replace("%", "%25").replace(",", "%2C")
 
 
 def _size(headers: list[tuple[str, str]]) -> int:
@@ -145,7 +174,7 @@ class ForwardAuthFastPath:
         if caller is None:
             return None
         try:
-            body, headers = identity_response(caller.user, caller.subject)
+            body, headers = identity_response(caller)
         except Exception:  # e.g. a stored login no header can carry: the view refuses it
             return None
         headers.append(("Content-Type", "application/json"))

@@ -27,11 +27,17 @@ def health() -> Response:
         log.error("health: database unavailable", extra={"error": db_problem})
         body["database"] = "unavailable"
         healthy = False
-    keys = svc.key_health()
-    body["keys"] = keys.state
-    if keys.detail:
-        body["keysError"] = keys.detail
-    if keys.state == "failing":
+    overall, states = svc.key_health()
+    body["keys"] = overall
+    if states:
+        body["issuers"] = {name: state.state for name, state in states.items()}
+    details = [f"{name}: {state.detail}" for name, state in states.items() if state.detail]
+    if details:
+        body["keysError"] = "; ".join(details)
+    problems = [f"{name}: {state.problem}" for name, state in states.items() if state.problem]
+    if problems:
+        body["problems"] = problems  # still 200: the previous keys serve
+    if overall == "failing":
         healthy = False
     response = jsonify(body)
     response.status_code = 200 if healthy else 503

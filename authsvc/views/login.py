@@ -20,7 +20,7 @@ from authsvc.authn import QUERY_PARAM, Caller
 from authsvc.errors import Forbidden, IdentityDisabled, SessionInvalid, Unauthorized
 from authsvc.service import Service, service
 from authsvc.sessions.base import SessionRecord
-from authsvc.users import UserRecord
+from authsvc.users import UserRecord, auth_module
 
 bp = Blueprint("login", __name__)
 
@@ -109,10 +109,13 @@ def _origin(scheme: str, netloc: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def current_caller(*, sessions: bool = True) -> Caller:
-    """The caller of this request; renews the cookie after a rotation (see after_request)."""
+def current_caller(*, sessions: bool = True, allowed: list[str] | None = None) -> Caller:
+    """The caller of this request; renews the cookie after a rotation (see after_request).
+
+    ``allowed``: the only issuers that may authenticate it (``?issuer=``).
+    """
     svc = service()
-    caller = svc.authn.caller(request, sessions=sessions)
+    caller = svc.authn.caller(request, sessions=sessions, allowed=allowed)
     # Queued before any check can refuse the request: the rotation is stored already,
     # and a response without the new token would log the user out after the grace period.
     _queue_rotated(caller)
@@ -158,7 +161,8 @@ def login_jwt() -> Response:
     if not len(svc.issuers):
         raise Unauthorized("JWT authentication is disabled", token_presented=False)
     user, session_token, record = _start_session(svc, url=False)
-    response = Response(json.dumps(user.to_json()), mimetype="application/json")
+    body = {**user.to_json(), "authModule": auth_module(record.issuer)}
+    response = Response(json.dumps(body), mimetype="application/json")
     set_session_cookie(response, svc, session_token, record)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -183,7 +187,7 @@ def login_url() -> Response:
 @bp.get("/api/user")
 def current_user() -> Response:
     caller = current_caller()
-    return jsonify(caller.user.to_json())
+    return jsonify(caller.user_json())
 
 
 def _logout(svc: Service, *, state_changing_get: bool = False) -> None:
@@ -196,16 +200,17 @@ def _logout(svc: Service, *, state_changing_get: bool = False) -> None:
     except (SessionInvalid, IdentityDisabled):
         # Expired, rotated away or disabled: still make sure the record is gone.
         record = svc.sessions.store.lookup(cookie)
-        if record is not None:
-            svc.sessions.store.revoke(record.id)
+        if record is not None and svc.sessions.store.revoke(record.id):
+            user = svc.authn.reader.by_id(record.user_id)
+            svc.audit("logout", user=user.login if user else "", issuer=record.issuer)
         return
     try:
         check_origin(svc, caller, state_changing=state_changing_get)
     except Forbidden:
         _queue_rotated(caller)  # the session lives on: keep its new token
         raise
-    if caller.session is not None:
-        svc.sessions.store.revoke(caller.session.id)
+    if caller.session is not None and svc.sessions.store.revoke(caller.session.id):
+        svc.audit("logout", user=caller.user.login, issuer=caller.issuer)
 
 
 @bp.post("/api/logout")
