@@ -19,18 +19,28 @@ from authsvc import error_handlers
 from authsvc.audit import Audit
 from authsvc.authn import AuthnService
 from authsvc.config import Settings
-from authsvc.db import make_engine, migrate, session_factory
+from authsvc.db import ReadConnections, make_engine, migrate, session_factory
 from authsvc.issuers import Issuers
 from authsvc.logs import configure_logging
-from authsvc.metrics import Metrics
+from authsvc.metrics import Metrics, jwks_gauges
 from authsvc.plugins import PluginContext, StartupError, build_plugin
 from authsvc.remote_cache import make_remote_cache
 from authsvc.request_hooks import RequestHooks
 from authsvc.service import Service
 from authsvc.sessions.base import SessionStore
 from authsvc.sessions.lifecycle import SessionLifecycle
+from authsvc.signing import SigningService
 from authsvc.users import UserReader
-from authsvc.views import admin, forward_auth, health, login, metrics
+from authsvc.views import (
+    admin,
+    assertions,
+    forward_auth,
+    health,
+    login,
+    metrics,
+    openapi,
+    well_known,
+)
 
 __all__ = ["Service", "StartupError", "create_app"]
 
@@ -57,28 +67,33 @@ def create_app(
     for override in settings.overrides:
         log.info("config: environment override %s", override)
 
-    app = Flask("authsvc")
+    app = Flask("authsvc", static_folder=None)  # no /static/<path> route: nothing to serve
     app.config.update(TESTING=testing, PROPAGATE_EXCEPTIONS=testing, JSON_SORT_KEYS=False)
+    # Signing keys first: a refused one stops start-up before anything runs in the background.
+    signing = SigningService.build(settings, clock) if identity_providers else None
     engine = make_engine(settings.database)
     if migrate_schema:
         migrate(engine)
     db = session_factory(engine)
+    reads = ReadConnections(engine)
     remote_cache = make_remote_cache(settings.remote_cache, clock=clock)
+    metrics_ = Metrics()
     issuers = (
-        Issuers.build(settings, db=db, remote_cache=remote_cache, clock=clock)
+        Issuers.build(settings, db=db, remote_cache=remote_cache, clock=clock, metrics=metrics_)
         if identity_providers
         else Issuers([])
     )
-    context = PluginContext(settings, db=db, remote_cache=remote_cache, clock=clock)
+    metrics_.add_gauges(lambda: jwks_gauges((i.name, i.describe()) for i in issuers))
+    context = PluginContext(settings, db=db, remote_cache=remote_cache, clock=clock, reads=reads)
     store = build_plugin(
         "authsvc.session_stores", settings.auth.session_store, context, SessionStore
     )
-    sessions = SessionLifecycle(store, settings.auth, clock)
-    metrics_ = Metrics()
+    sessions = SessionLifecycle(store, settings.auth, clock, metrics_.session)
     audit = Audit(settings.log.audit)
     svc = Service(
         settings=settings,
         engine=engine,
+        reads=reads,
         db=db,
         metrics=metrics_,
         hooks=RequestHooks(metrics_, allow_embedding=settings.security.allow_embedding),
@@ -89,14 +104,16 @@ def create_app(
             sessions=sessions,
             cookie_name=settings.auth.login_cookie_name,
             clock=clock,
-            reader=UserReader(engine),
+            reader=UserReader(reads),
             audit=audit,
+            metrics=metrics_,
             serialize_writes=engine.dialect.name == "sqlite",
         ),
         sessions=sessions,
         clock=clock,
         audit=audit,
         remote_cache=remote_cache,
+        signing=signing,
     )
     app.extensions["authsvc"] = svc
 
@@ -104,6 +121,9 @@ def create_app(
     app.register_blueprint(forward_auth.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(well_known.bp)
+    app.register_blueprint(assertions.bp)
+    app.register_blueprint(openapi.bp)
     if settings.metrics.enabled:
         app.register_blueprint(metrics.bp)
     svc.hooks.install(app)

@@ -5,6 +5,7 @@ the same plugins, the same key policy — so what ``serve`` would refuse,
 ``check-config`` refuses, blamed as ``FILE [SECTION] KEY: why``. Keys behind
 URLs (``jwk_set_url``, discovery) are fetched only with ``online``; a URL that
 fails is then a problem too, though ``serve`` would start and keep retrying.
+Signing keys (``[signing]``, ``[assertion.NAME]``) are local files: always built.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from authsvc.issuers import hmac_only, indistinguishable
 from authsvc.keys.base import KeyHealth, KeyProvider
 from authsvc.plugins import PluginContext, PluginError, StartupError, build_plugin
 from authsvc.remote_cache import MemoryCache
+from authsvc.signing import signing_problems
 
 REMOTE_PROVIDERS = frozenset({"jwk_set_url"})
 
@@ -55,4 +57,5 @@ def check_keys(settings: Settings, *, online: bool = False) -> tuple[list[str], 
     why = indistinguishable(routed)
     if why is not None:
         problems.append(why)
+    problems.extend(signing_problems(settings))
     return problems, notes

@@ -94,6 +94,28 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_token_inspect)
 
+    assertion = sub.add_parser("assertion", help="outbound assertions").add_subparsers(
+        dest="assertion_command", required=True, metavar="WHAT"
+    )
+    p = assertion.add_parser(
+        "mint",
+        help="print an [assertion.NAME] JWT (machine to machine: iss = sub = the client id)",
+    )
+    _common(p)
+    p.add_argument("name", metavar="NAME", help="the [assertion.NAME] section")
+    p.add_argument(
+        "--subject", metavar="S", help="sub (default: the section's subject, else its issuer)"
+    )
+    p.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra claim; V is parsed as JSON when it can be",
+    )
+    p.add_argument("--ttl", metavar="D", help="lifetime, e.g. 5m (default: the section's)")
+    p.set_defaults(func=_assertion_mint)
+
     users = sub.add_parser("users", help="user administration").add_subparsers(
         dest="users_command", required=True, metavar="WHAT"
     )
@@ -213,6 +235,17 @@ def _dev_token(ns: argparse.Namespace) -> int:
     ttl = ns.ttl.strip()
     seconds = -parse_duration(ttl[1:]) if ttl.startswith("-") else parse_duration(ttl)
     print(mint_token(settings.paths.data, ns.sub, claims, seconds))
+    return 0
+
+
+def _assertion_mint(ns: argparse.Namespace) -> int:
+    from authsvc.dev_keys import parse_claim
+    from authsvc.signing import build_assertion
+
+    outbound = build_assertion(_settings(ns), ns.name)
+    claims = dict(parse_claim(c) for c in ns.claim)
+    ttl = parse_duration(ns.ttl) if ns.ttl is not None else None
+    print(outbound.mint(ns.subject, claims, ttl).token)
     return 0
 
 
@@ -359,7 +392,7 @@ def _users_delete(ns: argparse.Namespace, svc: Any) -> int:
             print(f"authsvc: no user with login {ns.login!r}", file=sys.stderr)
             return 1
         user_id = user.id
-    svc.sessions.store.revoke_user(user_id)
+    svc.sessions.revoke_user(user_id)
     with svc.db.begin() as db:
         doomed = find_user(db, user_id)
         if doomed is not None:
@@ -414,7 +447,7 @@ def _sessions_revoke(ns: argparse.Namespace, svc: Any) -> int:
     store = svc.sessions.store
     if ns.id:
         record = next((r for r in store.list() if r.id == ns.id), None)
-        if record is None or not store.revoke(ns.id):
+        if record is None or not svc.sessions.revoke(ns.id):
             print(f"authsvc: no session with id {ns.id!r}", file=sys.stderr)
             return 1
         print(f"revoked session {ns.id}")
@@ -427,7 +460,7 @@ def _sessions_revoke(ns: argparse.Namespace, svc: Any) -> int:
             print(f"authsvc: no user with login {ns.user!r}", file=sys.stderr)
             return 1
         user_id = user.id
-    count = store.revoke_user(user_id)
+    count = svc.sessions.revoke_user(user_id)
     print(f"revoked {count} session(s) of {ns.user}")
     svc.audit("session_revoked", user=ns.user, actor=_actor(), changes={"count": count})
     return 0

@@ -60,6 +60,10 @@ KEY_SOURCES = (
 )
 ISSUER_SECTION = "auth.jwt"
 ISSUER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+ASSERTION_SECTION = "assertion"
+"""``[assertion.NAME]``: an outbound assertion (CONTRACT §5); NAME follows ISSUER_NAME."""
+SIGNING_ALGORITHMS = tuple(a for a in ALGORITHMS if not a.startswith("HS"))
+"""What authsvc may sign with: every asymmetric algorithm it verifies."""
 _SECRET_NAME = re.compile(r"secret|password|token|key_value|jwk_set_value|connstr|url", re.I)
 
 
@@ -132,6 +136,37 @@ SCHEMA: dict[str, dict[str, str]] = {
         "user_provisioner": "",
         "session_lifetime_from_token": "false",
     },
+    "signing": {
+        "key_file": "",
+        "certificate_file": "",
+        "key_id": "",
+        "algorithm": "",
+        "previous_key_files": "",
+        "issuer": "",
+    },
+    "upstream_assertion": {
+        "enabled": "false",
+        "header_name": "X-Auth-Assertion",
+        "audience": "",
+        "lifetime": "5m",
+    },
+}
+# The keys of every [assertion.NAME] section and their defaults. conf/defaults.ini lists
+# them in a commented template (it holds no assertion); tests/test_signing.py holds the two
+# together.
+ASSERTION_SCHEMA: dict[str, str] = {
+    "audience": "",
+    "issuer": "",
+    "subject": "",
+    "upn_claim": "upn",
+    "claims": "{}",
+    "lifetime": "5m",
+    "key_file": "",
+    "certificate_file": "",
+    "key_id": "",
+    "algorithm": "",
+    "min_role": "",
+    "groups": "",
 }
 # Grafana's names for our keys: accepted, with a warning.
 ALIASES: dict[tuple[str, str], str] = {
@@ -150,8 +185,17 @@ def named_issuer(section: str) -> str | None:
     return section[len(prefix) :] if section.startswith(prefix) else None
 
 
+def named_assertion(section: str) -> str | None:
+    """``aisera`` for ``[assertion.aisera]``; None for any other section."""
+    prefix = ASSERTION_SECTION + "."
+    return section[len(prefix) :] if section.startswith(prefix) else None
+
+
 def _schema(section: str) -> Mapping[str, str] | None:
-    """The known keys of a section: a named issuer's are ``[auth.jwt]``'s."""
+    """The known keys of a section: a named issuer's are ``[auth.jwt]``'s, an assertion's
+    ASSERTION_SCHEMA."""
+    if named_assertion(section) is not None:
+        return ASSERTION_SCHEMA
     return SCHEMA[ISSUER_SECTION] if named_issuer(section) is not None else SCHEMA.get(section)
 
 
@@ -326,6 +370,68 @@ class JWTSettings:
 
 
 @dataclass(frozen=True)
+class SigningKeySettings:
+    """One signing key as configured: ``[signing]``'s, or an ``[assertion.NAME]``'s.
+
+    An assertion that overrides ``key_file`` takes none of ``[signing]``'s other key
+    settings (they describe another key); one that does not inherits each it leaves unset.
+    """
+
+    key_file: str
+    certificate_file: str
+    key_id: str
+    """Empty: the RFC 7638 thumbprint of the public key."""
+    algorithm: str
+    """Empty: the key's default (RS256, ES256/384/512 by curve, EdDSA)."""
+    blame: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """The section that set each of the four keys above: where a problem is blamed."""
+
+
+@dataclass(frozen=True)
+class SigningSettings:
+    """``[signing]``: authsvc's own key. Off (no JWKS, no upstream assertion) without key_file."""
+
+    key: SigningKeySettings
+    previous_key_files: tuple[str, ...]
+    issuer: str
+    """``iss`` of everything authsvc signs; default ``[server] root_url``."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.key.key_file)
+
+
+@dataclass(frozen=True)
+class UpstreamAssertionSettings:
+    """``[upstream_assertion]``: a signed JWT on every 200 of /api/auth/verify."""
+
+    enabled: bool
+    header_name: str
+    audience: str
+    lifetime: float
+
+
+@dataclass(frozen=True)
+class AssertionSettings:
+    """``[assertion.NAME]``: an outbound assertion minted for callers or ``assertion mint``."""
+
+    name: str
+    section: str
+    audience: str
+    issuer: str
+    subject: str
+    """A fixed ``sub``; empty: the caller's login (``mint``: the issuer, a client id)."""
+    upn_claim: str
+    """The claim carrying the caller's email (else login); empty when ``-`` omits it."""
+    claims: Mapping[str, Any]
+    lifetime: float
+    key: SigningKeySettings
+    """The key it is signed with: ``[signing]``'s with this section's overrides."""
+    min_role: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service reads from its configuration, typed and validated."""
 
@@ -344,6 +450,10 @@ class Settings:
     """``[auth.jwt]``: the issuer named ``jwt``, enabled or not."""
     issuers: Mapping[str, JWTSettings]
     """Every issuer section by name, in configuration order (``jwt`` first), enabled or not."""
+    signing: SigningSettings
+    upstream_assertion: UpstreamAssertionSettings
+    assertions: Mapping[str, AssertionSettings]
+    """Every ``[assertion.NAME]`` by name, in configuration order."""
     warnings: tuple[str, ...] = field(default=(), compare=False)
     overrides: tuple[str, ...] = field(default=(), compare=False)
     """Environment overrides applied, secret-looking values redacted (for the log)."""
@@ -753,6 +863,8 @@ def _known_keys(merged: Mapping[str, Mapping[str, _Value]]) -> dict[str, list[st
         bucket = keys.setdefault(section, [])
         if named_issuer(section) is not None:
             bucket.extend(k for k in SCHEMA[ISSUER_SECTION] if k not in bucket)
+        if named_assertion(section) is not None:
+            bucket.extend(k for k in ASSERTION_SCHEMA if k not in bucket)
         bucket.extend(k for k in values if k not in bucket)
     return keys
 
@@ -889,6 +1001,9 @@ def _build(
         name = named_issuer(section)
         if name is not None and ISSUER_NAME.match(name):
             issuers[name] = _jwt(r, section)
+    signing = _signing(r, server.root_url)
+    upstream_assertion = _upstream_assertion(r, signing, server.root_url)
+    assertions = _assertions(r, signing)
     raw = {s: {k: v.text for k, v in vals.items()} for s, vals in r.values.items()}
     origins = {(s, k): v.origin for s, vals in r.values.items() for k, v in vals.items()}
     return Settings(
@@ -905,6 +1020,9 @@ def _build(
         users=users,
         jwt=issuers["jwt"],
         issuers=issuers,
+        signing=signing,
+        upstream_assertion=upstream_assertion,
+        assertions=assertions,
         warnings=(*warnings, *r.warnings),
         overrides=overrides,
         raw=raw,
@@ -1184,3 +1302,159 @@ def _check_jmespath(r: _Reader, section: str, key: str, expr: str) -> None:
         jmespath.compile(expr)
     except JMESPathError as exc:
         r.fail(section, key, f"invalid JMESPath expression {expr!r}: {exc}")
+
+
+# --------------------------------------------------------------------------- signing (§5)
+_REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
+_SIGNING_KEY_KEYS = ("key_file", "certificate_file", "key_id", "algorithm")
+
+
+def _positive_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("expected a duration above 0, like 5m")
+    return seconds
+
+
+def _fixed_claims(text: str) -> dict[str, Any]:
+    """``claims``: a JSON object of extra claims; the registered ones are authsvc's to set."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON object: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    taken = sorted(_REGISTERED_CLAIMS & set(value))
+    if taken:
+        raise ValueError(
+            f"{', '.join(taken)} cannot be fixed here: authsvc sets them "
+            "(issuer, subject, audience and lifetime choose their values)"
+        )
+    return value
+
+
+def _signing_key(
+    r: _Reader, s: str, inherited: SigningKeySettings | None = None
+) -> SigningKeySettings:
+    """Section ``s``'s key settings; an assertion's inherit ``[signing]``'s as
+    SigningKeySettings says. The key material itself is checked by authsvc.signing."""
+    for key in ("key_file", "certificate_file"):
+        path = r.path(s, key)
+        if path and not Path(path).is_file():
+            r.fail(s, key, f"file not found: {path}")
+    algorithm = r.text(s, "algorithm").strip()
+    if algorithm and algorithm not in SIGNING_ALGORITHMS:
+        r.fail(s, "algorithm", f"expected one of {' '.join(SIGNING_ALGORITHMS)}, got {algorithm!r}")
+    own = {
+        "key_file": r.path(s, "key_file"),
+        "certificate_file": r.path(s, "certificate_file"),
+        "key_id": r.text(s, "key_id").strip(),
+        "algorithm": algorithm,
+    }
+    if inherited is not None and not own["key_file"]:
+        values = {k: own[k] or getattr(inherited, k) for k in _SIGNING_KEY_KEYS}
+        blame = {k: s if own[k] else inherited.blame.get(k, s) for k in _SIGNING_KEY_KEYS}
+    else:
+        values, blame = own, dict.fromkeys(_SIGNING_KEY_KEYS, s)
+    if own["certificate_file"] and not values["key_file"]:
+        r.fail(s, "certificate_file", "needs key_file: a certificate belongs to a signing key")
+    return SigningKeySettings(
+        key_file=values["key_file"],
+        certificate_file=values["certificate_file"],
+        key_id=values["key_id"],
+        algorithm=values["algorithm"],
+        blame=blame,
+    )
+
+
+def _signing(r: _Reader, root_url: str) -> SigningSettings:
+    s = "signing"
+    key = _signing_key(r, s)
+    previous = tuple(
+        p if Path(p).is_absolute() else str(r.home / p)
+        for p in parse_list(r.text(s, "previous_key_files"))
+    )
+    for path in previous:
+        if not Path(path).is_file():
+            r.fail(s, "previous_key_files", f"file not found: {path}")
+    if previous and not key.key_file:
+        r.fail(s, "previous_key_files", "needs key_file: previous keys are published beside it")
+    if len(set(previous)) != len(previous):
+        r.fail(s, "previous_key_files", "a file is listed twice")
+    if key.key_file and key.key_file in previous:
+        r.fail(s, "previous_key_files", "lists key_file itself: the current key is published")
+    return SigningSettings(key, previous, r.text(s, "issuer").strip() or root_url)
+
+
+def _upstream_assertion(
+    r: _Reader, signing: SigningSettings, root_url: str
+) -> UpstreamAssertionSettings:
+    s = "upstream_assertion"
+    enabled = r.flag(s, "enabled")
+    header_name = r.text(s, "header_name").strip()
+    if not _HEADER_TOKEN.match(header_name):
+        r.fail(s, "header_name", f"expected an HTTP header name, got {header_name!r}")
+    if enabled and not signing.enabled:
+        r.fail(s, "enabled", "enabled = true needs [signing] key_file: the assertion is signed")
+    return UpstreamAssertionSettings(
+        enabled=enabled,
+        header_name=header_name,
+        audience=r.text(s, "audience").strip() or root_url,
+        lifetime=r.parsed(s, "lifetime", _positive_duration, 300.0),
+    )
+
+
+def _assertions(r: _Reader, signing: SigningSettings) -> dict[str, AssertionSettings]:
+    """Every ``[assertion.NAME]``, validated whether or not anyone asks for it."""
+    found: dict[str, AssertionSettings] = {}
+    env_owner: dict[str, str] = {}
+    for section, values in r.values.items():
+        name = named_assertion(section)
+        if name is None:
+            continue
+        origin = next(iter(values.values())).origin if values else "conf/defaults.ini"
+        if not ISSUER_NAME.match(name):
+            why = "a NAME is 1 to 32 of a-z, 0-9, - and _, starting with a letter or digit"
+            r.problems.append(Problem(origin, section, "", why))
+            continue
+        prefix = env_var_name(section, "")
+        other = env_owner.setdefault(prefix, section)
+        if other != section:
+            why = f"its environment variables ({prefix}*) are also [{other}]'s: rename it"
+            r.problems.append(Problem(origin, section, "", why))
+            continue
+        found[name] = _assertion(r, section, name, signing)
+    return found
+
+
+def _assertion(r: _Reader, s: str, name: str, signing: SigningSettings) -> AssertionSettings:
+    audience = r.text(s, "audience").strip()
+    if not audience:
+        r.fail(s, "audience", "required: the assertion's aud (e.g. the token endpoint URL)")
+    upn = r.text(s, "upn_claim").strip()
+    if not upn:
+        r.fail(s, "upn_claim", "expected a claim name, or - to leave the claim out")
+    elif upn in _REGISTERED_CLAIMS:
+        r.fail(s, "upn_claim", f"{upn!r} is a registered claim authsvc sets; choose another name")
+    claims: dict[str, Any] = r.parsed(s, "claims", _fixed_claims, {})
+    if upn in claims:
+        r.fail(s, "claims", f"{upn!r} is upn_claim's: it carries the caller's email or login")
+    key = _signing_key(r, s, signing.key)
+    if not key.key_file:
+        r.fail(s, "key_file", "no key to sign with: set key_file here or [signing] key_file")
+    min_role = r.text(s, "min_role").strip()
+    if min_role:
+        min_role = r.choice(s, "min_role", ROLES)
+    return AssertionSettings(
+        name=name,
+        section=s,
+        audience=audience,
+        issuer=r.text(s, "issuer").strip() or signing.issuer,
+        subject=r.text(s, "subject").strip(),
+        upn_claim="" if upn == "-" else upn,
+        claims=claims,
+        lifetime=r.parsed(s, "lifetime", _positive_duration, 300.0),
+        key=key,
+        min_role=min_role,
+        groups=parse_list(r.text(s, "groups")),
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,62 +71,103 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+class ReadConnections:
+    """One DB-API connection per thread for the per-request reads, outside the pool.
+
+    Every forward-auth request reads one row (its user, or its session). Through
+    SQLAlchemy's pool that read pays a checkout and a check-in, and on
+    PostgreSQL a pre-ping round trip; a connection of the thread's own, in
+    autocommit mode, pays one round trip and nothing else, and PostgreSQL
+    prepares each statement once per connection. A connection that fails is
+    dropped; a reused one that fails (a restarted server) is replaced and the
+    read tried once more before the failure is reported.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._postgres = engine.dialect.name == "postgresql"
+
+    def _connect(self) -> Any:
+        cargs, cparams = self.dialect.create_connect_args(self.engine.url)
+        if self._postgres:
+            cparams = {**cparams, "autocommit": True, "connect_timeout": 5}
+            conn = self.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        else:
+            cparams = {**cparams, "isolation_level": None, "check_same_thread": False}
+            conn = self.dialect.loaded_dbapi.connect(*cargs, **cparams)
+            conn.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def first(self, sql: str, args: Any) -> Any:
+        """The first row of ``sql``, or None; SQLAlchemy's DBAPIError when the database fails."""
+        conn = getattr(self._local, "conn", None)
+        fresh = conn is None
+        for attempt in range(2):
+            try:
+                if conn is None:
+                    conn = self._local.conn = self._connect()
+                cursor = conn.cursor()
+                try:
+                    if self._postgres:
+                        cursor.execute(sql, args, prepare=True)
+                    else:
+                        cursor.execute(sql, args)
+                    return cursor.fetchone()
+                finally:
+                    cursor.close()
+            except self._error as exc:
+                self._drop(conn)
+                conn = None
+                if fresh or attempt:
+                    raise DBAPIError.instance(sql, args, exc, self._error) from exc
+                fresh = True  # a reused connection broke: one more try on a new one
+        raise AssertionError("unreachable")
+
+    def _drop(self, conn: Any) -> None:
+        self._local.conn = None
+        if conn is None:
+            return
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def close(self) -> None:
+        """Close every thread's connection (Service.close)."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
 class RawQuery:
-    """A SELECT compiled once for the engine's dialect and run through the DB-API.
+    """A SELECT compiled once for the dialect and run on the thread's read connection.
 
     For the per-request reads only: the ORM and Core execution cost ~10x the
     query itself on SQLite (~175 µs against ~18 µs a lookup).
     """
 
-    def __init__(self, engine: Engine, stmt: Any) -> None:
-        self.engine = engine
-        compiled = stmt.compile(dialect=engine.dialect)
+    def __init__(self, reads: ReadConnections, stmt: Any) -> None:
+        self.reads = reads
+        compiled = stmt.compile(dialect=reads.dialect)
         self.sql = str(compiled)
         self.order: tuple[str, ...] | None = (
             tuple(compiled.positiontup) if compiled.positional else None
         )
-        self._autocommit = engine.dialect.name == "postgresql"
 
     def first(self, **params: Any) -> Any:
-        """The first row as a tuple, or None.
-
-        A driver error is raised as SQLAlchemy's wrapper (OperationalError...),
-        as the ORM would raise it, and a broken connection leaves the pool.
-        """
+        """The first row as a tuple, or None; a driver error as SQLAlchemy's wrapper."""
         args: Any = tuple(params[n] for n in self.order) if self.order is not None else params
-        error = self.engine.dialect.loaded_dbapi.Error
-        try:
-            conn = self.engine.raw_connection()  # raises the driver's own errors, unwrapped
-        except error as exc:
-            raise DBAPIError.instance(self.sql, args, exc, error) from exc
-        try:
-            return self._run(conn, args)
-        except error as exc:
-            conn.invalidate(exc)
-            raise DBAPIError.instance(self.sql, args, exc, error) from exc
-        finally:
-            conn.close()
-
-    def _run(self, conn: Any, args: Any) -> Any:
-        driver = conn.driver_connection
-        # PostgreSQL: one round trip, not BEGIN + SELECT + COMMIT. The pooled
-        # connection goes back in the mode SQLAlchemy expects.
-        autocommit = self._autocommit and not getattr(driver, "autocommit", True)
-        if autocommit:
-            driver.autocommit = True
-        try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(self.sql, args)
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-            if not autocommit:
-                conn.commit()  # end the read transaction the driver may have opened
-        finally:
-            if autocommit:
-                driver.autocommit = False
-        return row
+        return self.reads.first(self.sql, args)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Any]:

@@ -19,6 +19,7 @@ from authsvc.config import JWTSettings, Settings
 from authsvc.errors import InvalidToken
 from authsvc.identity import ClaimsMapper
 from authsvc.keys.base import KeyDescription, KeyHealth, KeyIds, KeyProvider, KeyState
+from authsvc.metrics import Metrics
 from authsvc.plugins import PluginContext, StartupError, build_plugin
 from authsvc.provisioning.base import UserProvisioner
 from authsvc.remote_cache import RemoteCache
@@ -73,9 +74,12 @@ def build_issuer(
     db: Any,
     remote_cache: RemoteCache | None,
     clock: Callable[[], float],
+    metrics: Metrics | None = None,
 ) -> Issuer:
     jwt = settings.issuers[name]
-    context = PluginContext(settings, db=db, remote_cache=remote_cache, clock=clock, issuer=name)
+    context = PluginContext(
+        settings, db=db, remote_cache=remote_cache, clock=clock, issuer=name, metrics=metrics
+    )
     keys = build_plugin("authsvc.key_providers", jwt.key_provider, context, KeyProvider)
     try:
         provisioner = build_plugin(
@@ -91,7 +95,12 @@ def build_issuer(
         name=name,
         settings=jwt,
         keys=keys,
-        verifier=Verifier(jwt, keys, clock=clock),
+        verifier=Verifier(
+            jwt,
+            keys,
+            clock=clock,
+            on_cache=None if metrics is None else (metrics.cache_hit.inc, metrics.cache_miss.inc),
+        ),
         mapper=ClaimsMapper(jwt, settings.users.auto_assign_role),
         provisioner=provisioner,
         policy=SyncPolicy(
@@ -220,13 +229,21 @@ class Issuers:
         db: Any = None,
         remote_cache: RemoteCache | None = None,
         clock: Callable[[], float],
+        metrics: Metrics | None = None,
     ) -> Issuers:
         built: list[Issuer] = []
         try:
             for name, jwt in settings.issuers.items():
                 if jwt.enabled:
                     built.append(
-                        build_issuer(settings, name, db=db, remote_cache=remote_cache, clock=clock)
+                        build_issuer(
+                            settings,
+                            name,
+                            db=db,
+                            remote_cache=remote_cache,
+                            clock=clock,
+                            metrics=metrics,
+                        )
                     )
             return cls(built)
         except Exception:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from authsvc.config import JWTSettings, Settings
+    from authsvc.db import ReadConnections
+    from authsvc.metrics import Metrics
     from authsvc.remote_cache import RemoteCache
 
 GROUPS = ("authsvc.key_providers", "authsvc.provisioners", "authsvc.session_stores")
@@ -76,6 +78,10 @@ class PluginContext:
     """State shared by every instance."""
     clock: Callable[[], float] = time.time
     issuer: str = "jwt"
+    metrics: Metrics | None = None
+    """The app's metrics: plugins may count what they do (JWKS fetches, say)."""
+    reads: ReadConnections | None = None
+    """Per-thread read connections to the service's database (the hot-path reads)."""
 
     @property
     def jwt(self) -> JWTSettings:

@@ -12,7 +12,9 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Sequence
 
 from flask import Flask
@@ -20,6 +22,7 @@ from flask import Flask
 from authsvc.config import Settings, load_settings
 from authsvc.db import MigrationError, make_engine, migrate
 from authsvc.logs import configure_logging
+from authsvc.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,10 @@ def serve(
     # Build the app once here, so that a bad key or plugin fails before workers start.
     create_app(settings, background=False).extensions["authsvc"].close()
 
+    # One /metrics view of all workers: each writes its counters under this directory
+    # (prometheus-client's multiprocess mode), fresh for every serve.
+    metrics_dir = tempfile.mkdtemp(prefix="authsvc-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
     os.environ[_STATE_ENV] = json.dumps(
         {"homepath": str(settings.homepath), "config": config, "args": list(cfg_args)}
     )
@@ -95,7 +102,10 @@ def serve(
         blocking_threads=4,
         workers_kill_timeout=30,
     )
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

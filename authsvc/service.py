@@ -17,18 +17,21 @@ from sqlalchemy.orm import sessionmaker
 from authsvc.audit import Audit
 from authsvc.authn import AuthnService
 from authsvc.config import Settings
+from authsvc.db import ReadConnections
 from authsvc.issuers import Issuers
 from authsvc.keys.base import KeyState
 from authsvc.metrics import Metrics
 from authsvc.remote_cache import RemoteCache
 from authsvc.request_hooks import RequestHooks
 from authsvc.sessions.lifecycle import SessionLifecycle
+from authsvc.signing import SigningService, UpstreamAssertions
 
 
 @dataclass
 class Service:
     settings: Settings
     engine: Engine
+    reads: ReadConnections
     db: sessionmaker[Any]
     metrics: Metrics
     hooks: RequestHooks
@@ -38,6 +41,13 @@ class Service:
     clock: Callable[[], float]
     audit: Audit
     remote_cache: RemoteCache | None = None
+    signing: SigningService | None = None
+    """authsvc's own keys and assertions (CONTRACT §5); None for the admin commands."""
+
+    @property
+    def upstream_assertions(self) -> UpstreamAssertions | None:
+        """``[upstream_assertion]`` when enabled: what every 200 of /api/auth/verify carries."""
+        return self.signing.upstream if self.signing is not None else None
 
     def key_health(self) -> tuple[str, dict[str, KeyState]]:
         """CONTRACT §4's keys state over every issuer, and each issuer's own.
@@ -63,7 +73,9 @@ class Service:
     def close(self) -> None:
         """Stop background work and release connections (tests, the serve main process)."""
         self.issuers.close()
-        for part in (self.remote_cache, self.sessions.store):
+        if self.signing is not None:
+            self.signing.close()
+        for part in (self.remote_cache, self.sessions.store, self.reads):
             close = getattr(part, "close", None)
             if callable(close):
                 close()
@@ -71,9 +83,7 @@ class Service:
 
     def purge_sessions(self) -> int:
         """Delete ended sessions (run in the background; callable from tests)."""
-        return self.sessions.store.purge(
-            self.clock(), self.settings.auth.login_maximum_inactive_lifetime
-        )
+        return self.sessions.purge()
 
 
 def service() -> Service:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session as DbSession
 
 from authsvc.config import issuer_section
-from authsvc.db import RawQuery
+from authsvc.db import RawQuery, ReadConnections
 from authsvc.errors import UserConflict
 from authsvc.identifiers import display_name, unique_key
 from authsvc.identifiers import problem as identifier_problem
@@ -116,18 +116,40 @@ class UserRecord:
         }
 
 
+USER_COLUMNS = (
+    "id", "login", "email", "name", "role", "is_server_admin", "groups", "disabled",
+    "auth_module",
+)  # fmt: skip
+"""The columns a UserRecord is read from, in the order ``user_record`` takes them."""
+
+
+def user_record(row: Sequence[Any]) -> UserRecord | None:
+    """A UserRecord from a DB-API row of USER_COLUMNS (None for a row of NULLs: no user)."""
+    if row is None or row[0] is None:
+        return None
+    groups = row[6]
+    if isinstance(groups, (str, bytes)):
+        groups = json.loads(groups)
+    return UserRecord(
+        id=row[0],
+        login=row[1],
+        email=row[2],
+        name=row[3],
+        role=row[4],
+        is_server_admin=bool(row[5]),
+        groups=list(groups or []),
+        disabled=bool(row[7]),
+        auth_module=row[8],
+    )
+
+
 class UserReader:
     """Reads one user per request through RawQuery: the hot path's only query."""
 
-    _COLUMNS = (
-        "id", "login", "email", "name", "role", "is_server_admin", "groups", "disabled",
-        "auth_module",
-    )  # fmt: skip
-
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, reads: ReadConnections) -> None:
         users = User.__table__
         links = AuthLink.__table__
-        cols = [users.c[name] for name in self._COLUMNS]
+        cols = [users.c[name] for name in USER_COLUMNS]
         by_link = (
             select(*cols)
             .select_from(users.join(links, links.c.user_id == users.c.id))
@@ -135,27 +157,10 @@ class UserReader:
                 links.c.provider == bindparam("provider"), links.c.subject == bindparam("subject")
             )
         )
-        self._by_link = RawQuery(engine, by_link)
-        self._by_id = RawQuery(engine, select(*cols).where(users.c.id == bindparam("id")))
+        self._by_link = RawQuery(reads, by_link)
+        self._by_id = RawQuery(reads, select(*cols).where(users.c.id == bindparam("id")))
 
-    @staticmethod
-    def _record(row: Any) -> UserRecord | None:
-        if row is None:
-            return None
-        groups = row[6]
-        if isinstance(groups, (str, bytes)):
-            groups = json.loads(groups)
-        return UserRecord(
-            id=row[0],
-            login=row[1],
-            email=row[2],
-            name=row[3],
-            role=row[4],
-            is_server_admin=bool(row[5]),
-            groups=list(groups or []),
-            disabled=bool(row[7]),
-            auth_module=row[8],
-        )
+    _record = staticmethod(user_record)
 
     def linked(self, subject: str, provider: str = JWT_PROVIDER) -> UserRecord | None:
         return self._record(self._by_link.first(provider=provider, subject=subject))

@@ -216,6 +216,10 @@ def _show(value: Any) -> str:
     return "".join(c if c.isprintable() else "?" for c in shown)
 
 
+def _nothing() -> None:
+    return None
+
+
 def _check_registered_types(claims: Mapping[str, Any]) -> None:
     """RFC 7519 §4.1's types, checked before any arithmetic or comparison touches a value.
 
@@ -258,8 +262,11 @@ class Verifier:
         settings: JWTSettings,
         keys: KeyProvider,
         clock: Callable[[], float] = time.time,
+        on_cache: tuple[Callable[[], object], Callable[[], object]] | None = None,
     ) -> None:
+        """``on_cache`` = (hit, miss): called on each verified-token cache lookup (metrics)."""
         self.settings = settings
+        self._on_hit, self._on_miss = on_cache or (_nothing, _nothing)
         self.keys = keys
         self.clock = clock
         self._allowed = frozenset(settings.algorithms)
@@ -293,8 +300,10 @@ class Verifier:
                 if (hit.expires_at is None or self.clock() < hit.expires_at) and self._holds(
                     hit.key
                 ):
+                    self._on_hit()
                     return hit
                 self._cache.pop(digest)
+            self._on_miss()
             verified = self._verify(token, digest)
             # The token's length bounds what its claims keep alive (they are decoded from it).
             self._cache.put(digest, verified, len(token) + _CACHE_ENTRY_OVERHEAD)
@@ -312,8 +321,11 @@ class Verifier:
             return None
         hit = self._cache.get(digest or hashlib.sha256(token.encode()).digest())
         if hit is None or (hit.expires_at is not None and self.clock() >= hit.expires_at):
+            return None  # the long way's verify() counts the miss
+        if not self._holds(hit.key):
             return None
-        return hit if self._holds(hit.key) else None
+        self._on_hit()
+        return hit
 
     def _holds(self, key: VerificationKey) -> bool:
         """Is ``key`` still in the set? Memory only where the provider can say so."""
@@ -420,12 +432,12 @@ class Verifier:
             raise InvalidToken("algorithm 'none' is never accepted")
         if alg not in self._allowed:
             raise InvalidToken(
-                f"algorithm {alg} is not allowed ([auth.jwt] algorithms: "
+                f"algorithm {alg} is not allowed ([{self.settings.section}] algorithms: "
                 f"{' '.join(self.settings.algorithms)})"
             )
         typ = header.get("typ")
         if (
-            typ is not None
+            "typ" in header
             and self._token_types
             and (not isinstance(typ, str) or typ.lower() not in self._token_types)
         ):

@@ -12,6 +12,9 @@ a. ``hello``: bench/hello_app.py under granian (2 workers, 4 blocking threads, a
 b. ``GET /api/auth/verify`` with one repeated, valid RS256 JWT in the header (set by
    a wrk Lua script; the user exists, so this is the steady state: verified-token
    cache hit, user lookup, no write), and its ratio to (a);
+b2. (b) again on a second server with ``[upstream_assertion]`` on (a P-256 ``[signing]``
+   key): every 200 carries a signed assertion, from its per-caller cache; its ratio to
+   (b) is printed after the table (issue 10's target: at least 0.85);
 c. ``GET /api/auth/verify`` with the session cookie of a ``POST /api/login/jwt``;
 d. ``POST /api/login/jwt`` for an existing user (one new session row each): at the
    most wrk reaches with 64 connections, with 4 connections, and paced near
@@ -58,7 +61,7 @@ from _harness import (
 )
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 from server_compare import EXPECTED_BODY, Variant, server_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +72,7 @@ PG_ADMIN = f"host={HOST} port=5432 dbname=test user=postgres"
 PACED_CONNECTIONS = 16
 # The issue's targets (figures, not assertions: see shared STYLE "Speed is a feature").
 VERIFY_RATIO_TARGET = 0.85
+ASSERTION_RATIO_TARGET = 0.85
 LOGIN_P99_TARGET_MS = 20.0
 LOGIN_RATE_TARGET = 1000
 
@@ -112,10 +116,16 @@ def make_token(key: RSAKey, lifetime: int) -> str:
 
 
 def authsvc_command(
-    home: Path, port: int, workers: int, database_url: str, issuers: int = 1
+    home: Path,
+    port: int,
+    workers: int,
+    database_url: str,
+    issuers: int = 1,
+    assertion_key: Path | None = None,
 ) -> list[str]:
     """``issuers`` > 1 adds named issuers on the same header, told apart by ``issuer``:
-    the bench token routes to [auth.jwt] by its iss, after the others were asked."""
+    the bench token routes to [auth.jwt] by its iss, after the others were asked.
+    ``assertion_key`` turns ``[upstream_assertion]`` on, signed with that key file."""
     args = [
         f"cfg:server.http_port={port}",
         f"cfg:server.workers={workers}",
@@ -136,6 +146,8 @@ def authsvc_command(
         ]
     if database_url:
         args += ["cfg:database.type=postgres", f"cfg:database.url={database_url}"]
+    if assertion_key is not None:
+        args += [f"cfg:signing.key_file={assertion_key}", "cfg:upstream_assertion.enabled=true"]
     return [sys.executable, "-m", "authsvc", "serve", "--homepath", str(home), *args]
 
 
@@ -298,6 +310,43 @@ class Bench:
                     r.error = message
         return rows
 
+    def upstream_assertion(self, key: RSAKey, database: str, database_url: str) -> Row:
+        """(b) with [upstream_assertion] on, on its own server (same home, same token)."""
+        a = self.args
+        row = Row("b2. GET /api/auth/verify, JWT, assertion", database, str(a.connections))
+        row.target = f">= {ASSERTION_RATIO_TARGET}x b."
+        home = self.tmp / database / "home"
+        signing = home / "signing.pem"
+        signing.write_bytes(ECKey.generate_key("P-256").as_pem(private=True))
+        port = free_port()
+        cmd = authsvc_command(home, port, a.workers, database_url, a.issuers, signing)
+        script = lua_script(
+            self.tmp / database / "verify_jwt.lua", "GET", {HEADER: make_token(key, 3600)}
+        )
+        try:
+            with launch(cmd, port, self.tmp / f"authsvc_{database}_assertion.log") as server:
+                server.wait_ready("/api/health")
+                row.result = self.wrk(server, "/api/auth/verify", a.connections, script, database)
+        except (ServerError, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
+            row.error = f"{type(exc).__name__}: {exc}"
+        return row
+
+
+def assertion_ratios(rows: Sequence[Row]) -> list[str]:
+    """Per database: (b2) req/s over (b) req/s, the upstream assertion's cost."""
+    lines = []
+    for b2 in (r for r in rows if r.scenario.startswith("b2.") and r.result is not None):
+        b = next(
+            (r for r in rows if r.scenario.startswith("b.") and r.database == b2.database), None
+        )
+        if b is not None and b.result is not None and b2.result is not None:
+            ratio = b2.result.requests_per_sec / b.result.requests_per_sec
+            lines.append(
+                f"upstream assertion ({b2.database}): {ratio:.2f}x the throughput without it "
+                f"(target >= {ASSERTION_RATIO_TARGET}x)"
+            )
+    return lines
+
 
 # ------------------------------------------------------------------ report
 def format_rows(rows: Sequence[Row], hello: WrkResult | None) -> str:
@@ -403,15 +452,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     with postgres_database() as url:
                         rows += bench.authsvc(key, database, url)
+                        rows.append(bench.upstream_assertion(key, database, url))
                 except ServerError as exc:
                     rows.append(Row("b.-d.", database, "-", error=str(exc)))
             else:
                 rows += bench.authsvc(key, database, "")
+                rows.append(bench.upstream_assertion(key, database, ""))
         for r in rows:
             if r.error:
                 print(f"[{r.scenario} / {r.database}] FAILED: {r.error}", file=sys.stderr)
 
     print(format_rows(rows, hello.result))
+    for line in assertion_ratios(rows):
+        print(line)
     print(
         "\nreq/s and p50/p99 from wrk --latency (closed loop: latency at the rate wrk reached; "
         "requests past wrk's 2 s timeout are not in the histogram, see 'errors'). 'vs hello' = "

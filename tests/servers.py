@@ -378,9 +378,12 @@ SERVER
 """
 
 
-def nginx_conf(listen_port: int, authsvc_port: int, upstream_port: int) -> str:
+def nginx_conf(
+    listen_port: int, authsvc_port: int, upstream_port: int, server_block: str = NGINX_SERVER
+) -> str:
+    """nginx.conf around ``server_block`` (NGINX_SERVER, or a test's own), ports filled in."""
     server = (
-        NGINX_SERVER.strip("\n")
+        server_block.strip("\n")
         .replace("LISTEN_PORT", str(listen_port))
         .replace("AUTHSVC_PORT", str(authsvc_port))
         .replace("UPSTREAM_PORT", str(upstream_port))
@@ -389,7 +392,13 @@ def nginx_conf(listen_port: int, authsvc_port: int, upstream_port: int) -> str:
     return _NGINX_MAIN.replace("SERVER", indented)
 
 
-def start_nginx(binary: str, prefix: Path, authsvc_port: int, upstream_port: int) -> Process:
+def start_nginx(
+    binary: str,
+    prefix: Path,
+    authsvc_port: int,
+    upstream_port: int,
+    server_block: str = NGINX_SERVER,
+) -> Process:
     """nginx in the foreground with its prefix, config, pid, logs and temp files in ``prefix``.
 
     Its error log (level info) is the process's ``log``; ``output()`` shows it.
@@ -399,7 +408,7 @@ def start_nginx(binary: str, prefix: Path, authsvc_port: int, upstream_port: int
     error_log = prefix / "error.log"
 
     def start(port: int) -> Process:
-        conf.write_text(nginx_conf(port, authsvc_port, upstream_port))
+        conf.write_text(nginx_conf(port, authsvc_port, upstream_port, server_block))
         (prefix / "nginx.pid").unlink(missing_ok=True)
         argv = [binary, "-p", f"{prefix}/", "-e", str(error_log), "-c", str(conf)]
         argv += ["-g", "daemon off;"]

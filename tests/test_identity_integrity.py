@@ -600,7 +600,9 @@ def test_finding_7_an_unreadable_sqlite_database_is_a_503(
     app.config["PROPAGATE_EXCEPTIONS"] = False
     tok = token(key, payload(sub="alice", login="alice"))
     assert verify(app, tok).status_code == 200
-    app.extensions["authsvc"].engine.dispose()
+    svc = app.extensions["authsvc"]
+    svc.engine.dispose()
+    svc.reads.close()  # every connection to the file goes, as at a restart
     for child in directory.iterdir():
         child.unlink()
     directory.rmdir()

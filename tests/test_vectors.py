@@ -6,9 +6,19 @@ Every case goes through our own path: the key set through ``parse_key_set``
 false`` (no vector carries ``exp``).
 
 **Where the vectors are.** Outside the repository, in ``$AUTHSVC_VECTORS`` or
-``<repo>/../shared/vectors`` (Wycheproof with its LICENSE, and the RFC
-examples as JSON); they are never copied in. Without that directory these
-tests skip; under ``CI=true`` they fail instead.
+``<repo>/../shared/vectors``; they are never copied in. Without that directory
+these tests skip, saying where the vectors come from (``VECTORS_SOURCE``);
+under ``CI=true`` they fail instead.
+
+- Wycheproof, https://github.com/C2SP/wycheproof (formerly google/wycheproof),
+  Apache-2.0 (its LICENSE sits beside the files): ``testvectors_v1/``
+  json_web_signature_test.json, json_web_key_test.json and
+  json_web_crypto_test.json, under ``wycheproof/testvectors_v1/``. The shared
+  copy records no upstream commit, so ``SHA256`` pins each file's content
+  (``test_vector_files_are_the_recorded_ones``): a different version is looked
+  at before it is accepted.
+- The RFC examples, transcribed as JSON under ``rfc/``: RFC 7515 Appendix A
+  (A.1-A.7), RFC 7520 §4 (4.1-4.4, 4.6-4.8) and RFC 8037 Appendix A.4.
 
 **What runs.** 476 Wycheproof cases of the JWS layer: all 401 of
 json_web_signature_test.json, all 26 of json_web_key_test.json and the 49
@@ -88,6 +98,7 @@ compact JWTs: each is refused as malformed with each of its keys. RFC 7520
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -119,6 +130,33 @@ WYCHEPROOF_FILES = {
     "crypto": "json_web_crypto_test.json",
 }
 RFC_FILES = ("rfc7515_appendix_a.json", "rfc7520_jws.json", "rfc8037_ed25519.json")
+SHA256 = {
+    "wycheproof/testvectors_v1/json_web_signature_test.json": (
+        "8e687a06fe8359f4ec51480f1a9f73c8faebd6f4c01b818b843b44eee54fd5d9"
+    ),
+    "wycheproof/testvectors_v1/json_web_key_test.json": (
+        "be983255bce26406f97020ec5458b33930a90d5f868e604fcd569c300aba2862"
+    ),
+    "wycheproof/testvectors_v1/json_web_crypto_test.json": (
+        "dcd58ac9548a7d6173437a691e4cc307dcd3cec9fd814a39cd2a94531cf4f8ce"
+    ),
+    "rfc/rfc7515_appendix_a.json": (
+        "90c299315970f08f42de61b36e51e15d270cbb1459b838cad5bb714d5c12c740"
+    ),
+    "rfc/rfc7520_jws.json": ("b0ca48550f9b21b25cc832d84ebb6e02c27e51f85b236a3aac0779fcbdb2558e"),
+    "rfc/rfc8037_ed25519.json": (
+        "d80ae3cba1e91ceb142f29a43a847015193a4bdca2082dfeb05bc841adc8dbd4"
+    ),
+}
+VECTORS_SOURCE = (
+    "Wycheproof from https://github.com/C2SP/wycheproof (formerly google/wycheproof; "
+    "the copy used records no commit, its files are pinned by SHA-256 in tests/test_vectors.py): "
+    + ", ".join(f"testvectors_v1/{name}" for name in WYCHEPROOF_FILES.values())
+    + ", with its LICENSE; and the RFC 7515 Appendix A, RFC 7520 §4 and RFC 8037 "
+    "Appendix A.4 examples as JSON (" + ", ".join(RFC_FILES) + "). Point AUTHSVC_VECTORS "
+    "at a directory holding wycheproof/testvectors_v1/<those files> and rfc/<those files> "
+    "(the default is ../shared/vectors beside the repository)"
+)
 
 # Refusals raised only after the signature verified and the payload decoded.
 _CLAIMS_LAYER = frozenset(
@@ -145,7 +183,7 @@ EXCLUDED = {
 def require_vectors() -> None:
     if VECTORS.is_dir():
         return
-    why = f"conformance vectors not found at {VECTORS} (set AUTHSVC_VECTORS)"
+    why = f"conformance vectors not found at {VECTORS}. They are {VECTORS_SOURCE}"
     if IN_CI:
         pytest.fail(f"{why}; CI=true: they must run")
     pytest.skip(why)
@@ -279,6 +317,14 @@ def test_wycheproof_counts() -> None:
         "rejected-invalid": 419,
         "excluded": 8,
     }
+
+
+def test_vector_files_are_the_recorded_ones() -> None:
+    """The files are those SHA256 records; a new version is reviewed, then recorded."""
+    require_vectors()
+    for name, digest in SHA256.items():
+        seen = hashlib.sha256((VECTORS / name).read_bytes()).hexdigest()
+        assert seen == digest, f"{name} changed (sha256 {seen}); review it, then update SHA256"
 
 
 def test_exclusions_still_apply() -> None:

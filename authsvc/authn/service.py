@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
 from flask import Request
@@ -37,8 +37,9 @@ from authsvc.authn.steps import (
     session_for,
     start_session,
 )
-from authsvc.errors import InvalidToken, Unauthorized, UserConflict
+from authsvc.errors import AuthsvcError, InvalidToken, Unauthorized, UserConflict
 from authsvc.issuers import Issuers, route
+from authsvc.metrics import Metrics
 from authsvc.sessions.base import SessionRecord
 from authsvc.sessions.lifecycle import SessionLifecycle
 from authsvc.users import UserReader, UserRecord, UserStore, pending_changes
@@ -60,10 +61,12 @@ class AuthnService:
         clock: Callable[[], float],
         reader: UserReader,
         audit: Audit,
+        metrics: Metrics,
         serialize_writes: bool = False,
     ) -> None:
         self.issuers = issuers
         self.audit = audit
+        self.metrics = metrics
         self.jwt_clients = [JWTClient(issuer) for issuer in issuers]
         self._client_of = {client.issuer.name: client for client in self.jwt_clients}
         self.session_client = SessionClient(
@@ -91,7 +94,49 @@ class AuthnService:
         ``allowed`` names the only issuers that may authenticate the request
         (``?issuer=``), checked before anything is provisioned or rotated.
         """
-        result = self.authenticate_jwt(request, allowed=allowed)
+        with self._counted() as chosen:
+            caller = self._caller(request, sessions, allowed, chosen)
+            chosen.append(caller.issuer)
+            return caller
+
+    def sign_in(
+        self, request: Request, *, url: bool, user_agent: str = "", client_ip: str = ""
+    ) -> tuple[UserRecord, str, SessionRecord]:
+        """The login endpoints: the request's JWT, the post-auth steps and a new session.
+
+        ``url``: ``GET /login``, where issuers with ``url_login`` also read ``?auth_token=``.
+        """
+        with self._counted() as chosen:
+            result = self.authenticate_jwt(request, query=None if url else False, chosen=chosen)
+            if result is None:
+                headers = " or ".join(sorted({c.header_name for c in self.jwt_clients}))
+                raise Unauthorized(
+                    "no token: pass it as ?auth_token="
+                    if url
+                    else f"no token: send a JWT in {headers}",
+                    token_presented=False,
+                )
+            return self.login(result, user_agent=user_agent, client_ip=client_ip)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[list[str]]:
+        """authsvc_auth_total{issuer,result}: the block appends the issuer once it is known."""
+        chosen: list[str] = []
+        try:
+            yield chosen
+        except AuthsvcError as exc:
+            self.metrics.authenticated(chosen[-1] if chosen else "", exc.message_id)
+            raise
+        self.metrics.authenticated(chosen[-1] if chosen else "", "ok")
+
+    def _caller(
+        self,
+        request: Request,
+        sessions: bool,
+        allowed: Collection[str] | None,
+        chosen: list[str],
+    ) -> Caller:
+        result = self.authenticate_jwt(request, allowed=allowed, chosen=chosen)
         if result is not None:
             return Caller(self.resolve(result), "jwt", jwt=result)
         cookie = self.session_client.credential(request) if sessions else None
@@ -111,6 +156,7 @@ class AuthnService:
         *,
         query: bool | None = None,
         allowed: Collection[str] | None = None,
+        chosen: list[str] | None = None,
     ) -> JWTResult | None:
         """The request's JWT verified by the one issuer it routes to; None when it has none.
 
@@ -130,6 +176,8 @@ class AuthnService:
             headers = ", ".join(sorted({c.header_name for c, _ in presented}))
             raise InvalidToken(f"two different tokens in one request (in {headers})")
         issuer = route(token, [client.issuer for client, _ in presented])
+        if chosen is not None:
+            chosen.append(issuer.name)  # for the metrics, whatever follows
         refuse_issuer(issuer.name, allowed)
         return self._client_of[issuer.name].authenticate(token)
 
@@ -163,7 +211,10 @@ class AuthnService:
             user = self.unchanged_linked(result)
         except Exception:  # any refusal or failure: the long way answers and reports it
             return None
-        return None if user is None else Caller(user, "jwt", jwt=result)
+        if user is None:
+            return None
+        self.metrics.authenticated(client.issuer.name, "ok")
+        return Caller(user, "jwt", jwt=result)
 
     def resolve(self, result: JWTResult) -> UserRecord:
         """The user a verified token stands for, provisioned as a login would; no session.
@@ -249,6 +300,7 @@ class AuthnService:
         """What follows a committed post-auth transaction: a sign-up is recorded."""
         if login.signed_up:
             result = login.result
+            self.metrics.signed_up(result.issuer.name)
             self.audit(
                 "signup",
                 user=login.record().login,

@@ -9,7 +9,7 @@ from flask import Request
 from authsvc.authn.base import Caller
 from authsvc.authn.steps import refuse_disabled, refuse_issuer
 from authsvc.errors import SessionInvalid
-from authsvc.sessions.base import SessionRecord
+from authsvc.sessions.base import SessionRecord, SessionUserLookup
 from authsvc.sessions.lifecycle import SessionLifecycle
 from authsvc.users import UserReader, UserRecord
 
@@ -42,6 +42,11 @@ class SessionClient:
         cannot deliver.
         """
         found: list[UserRecord] = []
+        store = self.sessions.store
+        # One read where the store can give the session with its user.
+        joined = (
+            store.lookup_with_user(credential) if isinstance(store, SessionUserLookup) else None
+        )
 
         def admit(record: SessionRecord) -> None:
             if record.issuer not in self.issuers:
@@ -49,13 +54,17 @@ class SessionClient:
                     f"the session was started by issuer {record.issuer!r}, which is not enabled"
                 )
             refuse_issuer(record.issuer, allowed)
-            user = self.reader.by_id(record.user_id)
+            user = joined[1] if joined is not None else self.reader.by_id(record.user_id)
             if user is None:
                 raise SessionInvalid("the session's user no longer exists")
             refuse_disabled(user)
             found.append(user)
 
-        resumed = self.sessions.resume(credential, admit)
+        if isinstance(store, SessionUserLookup) and joined is None:
+            raise SessionInvalid("session not found: unknown, logged out or revoked")
+        resumed = self.sessions.resume(
+            credential, admit, found=joined[0] if joined is not None else None
+        )
         return Caller(
             found[0], "session", session=resumed.record, new_session_token=resumed.new_token
         )

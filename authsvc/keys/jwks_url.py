@@ -64,6 +64,7 @@ class JwksUrlProvider:
         settings: JWTSettings,
         cache: RemoteCache,
         clock: Callable[[], float] = time.time,
+        on_fetch: Callable[[bool], object] | None = None,
     ) -> None:
         self._issuer = settings.name
         self._discovery = settings.oidc_discovery
@@ -76,7 +77,15 @@ class JwksUrlProvider:
         self._view = _MergedView({}, {}, (), usable=False, valid_until=math.inf)
         urls = settings.issuer[:1] if self._discovery else settings.jwk_set_url
         self._sources = tuple(
-            UrlSource(url, settings, cache, clock, self._merge, discovery=self._discovery)
+            UrlSource(
+                url,
+                settings,
+                cache,
+                clock,
+                self._merge,
+                discovery=self._discovery,
+                on_fetch=on_fetch,
+            )
             for url in urls
         )
 
@@ -106,7 +115,13 @@ class JwksUrlProvider:
         cache = context.remote_cache
         if cache is None:
             cache = MemoryCache(context.clock)
-        provider = cls(jwt, cache, context.clock)
+        metrics = context.metrics
+        provider = cls(
+            jwt,
+            cache,
+            context.clock,
+            on_fetch=None if metrics is None else lambda ok: metrics.jwks_fetched(jwt.name, ok),
+        )
         if jwt.tls_skip_verify_insecure:
             for source in provider._sources:
                 log.warning(
@@ -143,7 +158,9 @@ class JwksUrlProvider:
         for source in self._sources:
             source.nudge_if_due(now)
         view = self._view
-        if now >= view.valid_until:
+        if now >= view.valid_until or not view.usable:
+            # Also when unusable: a source may have installed a set a moment ago, its
+            # re-merge still on the way (the failure path only; a usable view is read as is).
             view = self._merge()
         if not view.usable:
             raise KeysUnavailable(self._unavailable_reason(now))

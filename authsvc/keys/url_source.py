@@ -114,7 +114,9 @@ class UrlSource:
         on_change: Callable[[], object],
         *,
         discovery: bool = False,
+        on_fetch: Callable[[bool], object] | None = None,
     ) -> None:
+        """``on_fetch(ok)`` is told of every fetch's outcome (authsvc_jwks_fetch_total)."""
         self.url = url
         self.discovery = discovery
         self.display_url = without_credentials(url)
@@ -137,6 +139,7 @@ class UrlSource:
         self._cache = cache
         self._clock = clock
         self._on_change = on_change
+        self._on_fetch = on_fetch or (lambda ok: None)
         # Namespaced by issuer: two issuers naming the same URL share nothing by accident
         # (their algorithms, cooldowns and key_id may differ).
         url_id = _digest(url.encode())
@@ -333,10 +336,12 @@ class UrlSource:
                     )
                 ) from None
         except _FetchError as exc:
+            self._on_fetch(False)
             self._record_failure(str(exc))
             return False
         finally:
             self._done_seq = seq
+        self._on_fetch(True)
         self._install(keys)
         if not self._no_cache:
             meta = json.dumps({"fetched_at": keys.fetched_at, "ttl": keys.ttl}).encode()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
     from authsvc.plugins import PluginContext
+    from authsvc.users import UserRecord
 
 
 def new_token() -> str:
@@ -117,3 +118,14 @@ class SessionStore(Protocol):
     def purge(self, now: float, idle: float) -> int:
         """Delete sessions past their absolute end or idle past ``idle``; returns the count."""
         ...
+
+
+@runtime_checkable
+class SessionUserLookup(Protocol):
+    """Optional: a store beside the users reads a session and its user at once.
+
+    A cookie request then costs one read instead of two (the session, then its
+    user); the user is None when it no longer exists.
+    """
+
+    def lookup_with_user(self, token: str) -> tuple[SessionRecord, UserRecord | None] | None: ...

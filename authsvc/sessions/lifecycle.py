@@ -36,10 +36,13 @@ class SessionLifecycle:
         store: SessionStore,
         settings: AuthSettings,
         clock: Callable[[], float],
+        count: Callable[[str, int], None] = lambda event, n: None,
     ) -> None:
+        """``count(event, n)``: authsvc_sessions_total (created, rotated, revoked, expired)."""
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.count = count
 
     def start(
         self, new: NewSession, *, end_by: float | None = None, tx: Any = None
@@ -52,25 +55,35 @@ class SessionLifecycle:
         end = now + (self.settings.login_maximum_lifetime or 30 * 86400)
         if end_by is not None:
             end = min(end, end_by)
-        return self.store.create(new, now=now, expires_at=end, tx=tx)
+        started = self.store.create(new, now=now, expires_at=end, tx=tx)
+        self.count("created", 1)
+        return started
 
-    def resume(self, token: str, admit: Callable[[SessionRecord], object] | None = None) -> Resumed:
+    def resume(
+        self,
+        token: str,
+        admit: Callable[[SessionRecord], object] | None = None,
+        found: SessionRecord | None = None,
+    ) -> Resumed:
         """The live session for a cookie's token, rotating it when due; else SessionInvalid.
 
         ``admit`` runs before any write (rotation, touch) and may refuse by raising:
         a refused request must not rotate a session whose new token it cannot deliver.
+        ``found`` is the record when the caller has read it already.
         """
-        record = self.store.lookup(token)
+        record = found or self.store.lookup(token)
         if record is None:
             raise SessionInvalid("session not found: unknown, logged out or revoked")
         now = self.clock()
         if now >= record.expires_at:
+            self.count("expired", 1)
             raise SessionInvalid(
                 f"session ended {describe_duration(now - record.expires_at)} ago "
                 "(maximum lifetime or token expiry)"
             )
         idle = self.settings.login_maximum_inactive_lifetime
         if idle and now - record.seen_at >= idle:
+            self.count("expired", 1)
             raise SessionInvalid(
                 f"session idle for {describe_duration(now - record.seen_at)} "
                 f"(limit {describe_duration(idle)})"
@@ -86,10 +99,29 @@ class SessionLifecycle:
         interval = self.settings.token_rotation_interval
         if interval and now - record.rotated_at >= interval:
             new = self.store.rotate(record, token, now, ROTATION_GRACE)
+            if new is not None:
+                self.count("rotated", 1)
             return Resumed(record, new)
         if now - record.seen_at >= TOUCH_EVERY:
             self.store.touch(record, now)
         return Resumed(record, None)
+
+    def revoke(self, session_id: str) -> bool:
+        """End one session server-side (logout, an admin); True when it existed."""
+        done = self.store.revoke(session_id)
+        self.count("revoked", int(done))
+        return done
+
+    def revoke_user(self, user_id: int) -> int:
+        count = self.store.revoke_user(user_id)
+        self.count("revoked", count)
+        return count
+
+    def purge(self) -> int:
+        """Delete ended sessions; their count is ``expired``."""
+        removed = self.store.purge(self.clock(), self.settings.login_maximum_inactive_lifetime)
+        self.count("expired", removed)
+        return removed
 
     def cookie_max_age(self, record: SessionRecord) -> int:
         return max(0, int(record.expires_at - self.clock()))

@@ -10,10 +10,11 @@ from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
-from authsvc.db import RawQuery
-from authsvc.models import Session
+from authsvc.db import RawQuery, ReadConnections
+from authsvc.models import Session, User
 from authsvc.plugins import PluginContext
 from authsvc.sessions.base import NewSession, SessionRecord, new_token, token_hash
+from authsvc.users import USER_COLUMNS, UserRecord, user_record
 
 _COLUMNS = (
     "id", "user_id", "auth_module", "created_at", "rotated_at", "seen_at", "expires_at",
@@ -49,25 +50,32 @@ def _scope(value: Any) -> tuple[str, ...] | None:
 
 
 class SqlSessionStore:
-    def __init__(self, db: sessionmaker[DbSession]) -> None:
+    """SessionStore and SessionUserLookup: sessions beside the users, read with them."""
+
+    def __init__(self, db: sessionmaker[DbSession], reads: ReadConnections) -> None:
         self.db = db
         table = Session.__table__
-        # Every request with a session cookie runs this one lookup: compiled once, DB-API.
+        users = User.__table__
+        by_digest = or_(
+            table.c.token_hash == bindparam("digest"),
+            table.c.prev_token_hash == bindparam("digest"),
+        )
+        # Every request with a session cookie runs one of these: compiled once, DB-API.
         self._lookup = RawQuery(
-            db.kw["bind"],  # the Engine this sessionmaker was built on
-            select(*(table.c[name] for name in _COLUMNS)).where(
-                or_(
-                    table.c.token_hash == bindparam("digest"),
-                    table.c.prev_token_hash == bindparam("digest"),
-                )
-            ),
+            reads, select(*(table.c[name] for name in _COLUMNS)).where(by_digest)
+        )
+        self._with_user = RawQuery(
+            reads,
+            select(*(table.c[name] for name in _COLUMNS), *(users.c[name] for name in USER_COLUMNS))
+            .select_from(table.outerjoin(users, users.c.id == table.c.user_id))
+            .where(by_digest),
         )
 
     @classmethod
     def from_config(cls, context: PluginContext) -> SqlSessionStore:
         if context.db is None:
             raise ValueError("the sql session store needs the service's database")
-        return cls(context.db)
+        return cls(context.db, context.reads or ReadConnections(context.db.kw["bind"]))
 
     def create(
         self, new: NewSession, *, now: float, expires_at: float, tx: Any = None
@@ -117,6 +125,14 @@ class SqlSessionStore:
         digest = token_hash(token)
         row = self._lookup.first(digest=digest)
         return None if row is None else _record(row, digest)
+
+    def lookup_with_user(self, token: str) -> tuple[SessionRecord, UserRecord | None] | None:
+        """The session and its user in one read (one round trip on PostgreSQL)."""
+        digest = token_hash(token)
+        row = self._with_user.first(digest=digest)
+        if row is None:
+            return None
+        return _record(row, digest), user_record(row[len(_COLUMNS) :])
 
     def rotate(self, record: SessionRecord, token: str, now: float, grace: float) -> str | None:
         new = new_token()

@@ -64,7 +64,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 
 
 def _load(svc: Service, db: Any, user_id: int) -> User:
-    user = find_user(db, user_id)
+    user = find_user(db, user_id) if user_id < 2**63 else None  # SQLite: 64-bit ids at most
     if user is None:
         raise NotFound(f"no user with id {user_id}")
     return user
@@ -137,7 +137,7 @@ def delete(user_id: int) -> Response:
     svc = _require_server_admin()
     with svc.db() as db:
         login = _load(svc, db, user_id).login
-    svc.sessions.store.revoke_user(user_id)
+    svc.sessions.revoke_user(user_id)
     with svc.db.begin() as db:
         db.delete(_load(svc, db, user_id))
     _audit("admin_change", login, {"deleted": True})
@@ -188,7 +188,7 @@ def revoke_sessions(user_id: int) -> Response:
     svc = _require_server_admin()
     with svc.db() as db:
         login = _load(svc, db, user_id).login
-    count = svc.sessions.store.revoke_user(user_id)
+    count = svc.sessions.revoke_user(user_id)
     _audit("session_revoked", login, {"count": count})
     return jsonify({"message": "Sessions revoked", "count": count})
 
@@ -197,4 +197,5 @@ def revoke_sessions(user_id: int) -> Response:
 def keys() -> Response:
     svc = _require_server_admin()
     sources = [issuer.describe() for issuer in svc.issuers]
-    return jsonify({"enabled": bool(sources), "sources": sources})
+    signing = svc.signing.describe() if svc.signing is not None else []
+    return jsonify({"enabled": bool(sources), "sources": sources, "signing": signing})

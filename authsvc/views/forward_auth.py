@@ -22,12 +22,14 @@ from authsvc.authn import Caller
 from authsvc.config import ROLES
 from authsvc.errors import BadRequest, Forbidden
 from authsvc.identity import role_at_least
+from authsvc.service import service
 from authsvc.views.login import current_caller
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from authsvc.service import Service
+    from authsvc.signing import UpstreamAssertions
 
 bp = Blueprint("forward_auth", __name__)
 
@@ -56,7 +58,7 @@ def verify(_rest: str = "") -> Response:
             f"the token's scope ({', '.join(caller.scope) or 'empty'}) includes none of "
             f"{', '.join(scopes)}"
         )
-    body, headers = identity_response(caller)
+    body, headers = identity_response(caller, service().upstream_assertions)
     response = Response(body, mimetype="application/json")
     response.headers.extend(headers)
     return response
@@ -68,8 +70,14 @@ HEADER_BUDGET = 3 * 1024
 _TRUNCATED = ("X-Auth-Groups-Truncated", "true")
 
 
-def identity_response(caller: Caller) -> tuple[bytes, list[tuple[str, str]]]:
+def identity_response(
+    caller: Caller, upstream: UpstreamAssertions | None = None
+) -> tuple[bytes, list[tuple[str, str]]]:
     """The 200's body and X-Auth-* headers; one builder for both paths to this endpoint.
+
+    ``upstream`` (``[upstream_assertion]`` enabled) adds the signed assertion, from
+    its per-caller cache; it counts towards HEADER_BUDGET like the X-Auth-* headers,
+    so X-Auth-Groups gives way to it (the assertion keeps the full list).
 
     Values are the exact text of the account (granian writes a header's str as
     UTF-8), never a lossy ``?``: identifiers were refused at the mapping step
@@ -92,6 +100,8 @@ def identity_response(caller: Caller) -> tuple[bytes, list[tuple[str, str]]]:
     ]
     if caller.scope is not None:
         tail.append(("X-Auth-Scope", ",".join(_listed(s) for s in caller.scope)))
+    if upstream is not None:
+        tail.append(upstream.header(caller))
     used = _size(headers) + _size(tail)
     for header in caller.forwarded:
         # Room is kept for the groups header and its truncation mark, however few groups.
@@ -156,6 +166,7 @@ class ForwardAuthFastPath:
         self.next = wsgi_app
         self.authn = svc.authn
         self.hooks = svc.hooks
+        self.upstream = svc.upstream_assertions
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
         if (
@@ -174,7 +185,7 @@ class ForwardAuthFastPath:
         if caller is None:
             return None
         try:
-            body, headers = identity_response(caller)
+            body, headers = identity_response(caller, self.upstream)
         except Exception:  # e.g. a stored login no header can carry: the view refuses it
             return None
         headers.append(("Content-Type", "application/json"))

@@ -35,6 +35,8 @@ def health() -> Response:
     if details:
         body["keysError"] = "; ".join(details)
     problems = [f"{name}: {state.problem}" for name, state in states.items() if state.problem]
+    if svc.signing is not None:
+        problems += svc.signing.problems()  # a refused re-read of a signing key file
     if problems:
         body["problems"] = problems  # still 200: the previous keys serve
     if overall == "failing":

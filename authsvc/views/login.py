@@ -137,19 +137,9 @@ def _renew_cookie(response: Response) -> Response:
 
 
 def _start_session(svc: Service, *, url: bool) -> tuple[UserRecord, str, SessionRecord]:
-    """Both login endpoints: the JWT, the post-auth steps and a new session.
-
-    ``url``: ``GET /login``, where issuers with ``url_login`` also read ``?auth_token=``.
-    """
-    result = svc.authn.authenticate_jwt(request, query=None if url else False)
-    if result is None:
-        headers = " or ".join(sorted({c.header_name for c in svc.authn.jwt_clients}))
-        raise Unauthorized(
-            "no token: pass it as ?auth_token=" if url else f"no token: send a JWT in {headers}",
-            token_presented=False,
-        )
-    return svc.authn.login(
-        result,
+    return svc.authn.sign_in(
+        request,
+        url=url,
         user_agent=request.headers.get("User-Agent", ""),
         client_ip=request.remote_addr or "",
     )
@@ -200,7 +190,7 @@ def _logout(svc: Service, *, state_changing_get: bool = False) -> None:
     except (SessionInvalid, IdentityDisabled):
         # Expired, rotated away or disabled: still make sure the record is gone.
         record = svc.sessions.store.lookup(cookie)
-        if record is not None and svc.sessions.store.revoke(record.id):
+        if record is not None and svc.sessions.revoke(record.id):
             user = svc.authn.reader.by_id(record.user_id)
             svc.audit("logout", user=user.login if user else "", issuer=record.issuer)
         return
@@ -209,7 +199,7 @@ def _logout(svc: Service, *, state_changing_get: bool = False) -> None:
     except Forbidden:
         _queue_rotated(caller)  # the session lives on: keep its new token
         raise
-    if caller.session is not None and svc.sessions.store.revoke(caller.session.id):
+    if caller.session is not None and svc.sessions.revoke(caller.session.id):
         svc.audit("logout", user=caller.user.login, issuer=caller.issuer)
 
 

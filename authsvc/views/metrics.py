@@ -1,9 +1,9 @@
-"""``GET /metrics``: Prometheus text format, from this app's own registry."""
+"""``GET /metrics``: Prometheus text format, one view of the whole service (authsvc.metrics)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from authsvc.service import service
 
@@ -12,4 +12,4 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(service().metrics.registry), content_type=CONTENT_TYPE_LATEST)
+    return Response(service().metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,169 @@
+"""CONTRACT §6 metrics: one view of the whole service, and what it counts.
+
+In-process apps count in a registry of their own; ``authsvc serve`` with
+several workers is scraped for real to show that every scrape, whichever
+worker answers it, sees the whole service, monotonically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from joserfc import jwt
+from joserfc.jwk import OctKey
+from pytest_httpserver import HTTPServer
+from servers import make_homepath, start_authsvc
+from tokens import jwks, public_jwk, signing_keys
+
+SECRET = "m" * 48
+HEADER = "X-JWT-Assertion"
+
+
+def token(sub: str, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"sub": sub, "iat": now, "exp": now + 600, **claims}
+    return jwt.encode({"alg": "HS256"}, payload, OctKey.import_key(SECRET.encode()))
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """``{labels: value}`` of one metric in Prometheus text."""
+    found = {}
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(\{{[^}}]*\}})? (\S+)$", line)
+        if m:
+            found[m[1] or ""] = float(m[2])
+    return found
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(
+        {
+            "auth.jwt": {
+                "enabled": "true",
+                "header_name": HEADER,
+                "hmac_secret": SECRET,
+                "auto_sign_up": "true",
+                "username_claim": "sub",
+            }
+        }
+    )
+
+
+def scrape(app: Flask) -> str:
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_authentications_are_counted_by_issuer_and_result(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/api/auth/verify", headers={HEADER: token("a")}).status_code == 200
+    assert client.get("/api/auth/verify", headers={HEADER: token("b")}).status_code == 200
+    assert client.get("/api/auth/verify", headers={HEADER: "x.y.z"}).status_code == 401
+    assert client.get("/api/auth/verify").status_code == 401
+    text = scrape(app)
+    auth = samples(text, "authsvc_auth_total")
+    assert auth['{issuer="jwt",result="ok"}'] == 2
+    assert auth['{issuer="jwt",result="jwt.invalid"}'] == 1
+    assert auth['{issuer="none",result="auth.unauthorized"}'] == 1
+    assert samples(text, "authsvc_signups_total") == {'{issuer="jwt"}': 2.0}
+    cache = samples(text, "authsvc_verified_cache_total")
+    assert cache == {'{result="hit"}': 0.0, '{result="miss"}': 3.0}  # two tokens and x.y.z
+    assert samples(text, "authsvc_jwks_keys") == {'{issuer="jwt"}': 1.0}
+
+
+def test_a_repeated_token_is_a_cache_hit(app: Flask) -> None:
+    client = app.test_client()
+    tok = token("c")
+    for _ in range(3):
+        assert client.get("/api/auth/verify", headers={HEADER: tok}).status_code == 200
+    cache = samples(scrape(app), "authsvc_verified_cache_total")
+    assert cache == {'{result="hit"}': 2.0, '{result="miss"}': 1.0}
+
+
+def test_session_events_are_counted(app: Flask) -> None:
+    client = app.test_client(use_cookies=False)
+    login = client.post("/api/login/jwt", headers={HEADER: token("s")})
+    cookie = {"Cookie": login.headers["Set-Cookie"].split(";", 1)[0]}
+    assert client.post("/api/logout", headers=cookie).status_code == 200
+    events = samples(scrape(app), "authsvc_sessions_total")
+    assert events['{event="created"}'] == 1
+    assert events['{event="revoked"}'] == 1
+    assert events['{event="rotated"}'] == 0
+
+
+def test_jwks_fetches_and_age_are_reported(
+    make_app: Callable[..., Flask], httpserver: HTTPServer
+) -> None:
+    key = signing_keys().ec256
+    httpserver.expect_request("/jwks").respond_with_json(jwks(public_jwk(key, "k")))
+    app = make_app(
+        {
+            "auth.jwt.idp": {
+                "header_name": HEADER,
+                "jwk_set_url": httpserver.url_for("/jwks"),
+                "audience": "api",
+            }
+        }
+    )
+    text = scrape(app)
+    assert samples(text, "authsvc_jwks_fetch_total") == {'{issuer="idp",result="ok"}': 1.0}
+    assert samples(text, "authsvc_jwks_keys") == {'{issuer="idp"}': 1.0}
+    assert samples(text, "authsvc_jwks_age_seconds")['{issuer="idp"}'] >= 0
+
+
+@pytest.mark.slow
+def test_two_workers_give_one_monotonic_view(tmp_path: Path) -> None:
+    """Every scrape, whichever worker answers, adds up both workers' counters."""
+    home = make_homepath(tmp_path / "home")
+    server = start_authsvc(
+        home,
+        "cfg:server.workers=2",
+        "cfg:auth.jwt.enabled=true",
+        f"cfg:auth.jwt.header_name={HEADER}",
+        f"cfg:auth.jwt.hmac_secret={SECRET}",
+        "cfg:auth.jwt.auto_sign_up=true",
+        "cfg:auth.jwt.username_claim=sub",
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "Started worker-2" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.05)
+        tok = token("mp")
+        route = '{route="/api/auth/verify",status="200"}'
+        sent, seen, workers = 0, [], set()
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(12):
+                # Concurrent new connections: both workers answer some of them.
+                answers = list(
+                    pool.map(lambda _: verify(server.url("/api/auth/verify"), tok), range(8))
+                )
+                for status, rid in answers:
+                    assert status == 200
+                    workers.add(rid.rsplit("-", 1)[0])
+                sent += len(answers)
+                text = requests.get(server.url("/metrics"), timeout=5).text
+                seen.append(samples(text, "authsvc_http_requests_total").get(route, 0.0))
+                auth = samples(text, "authsvc_auth_total")['{issuer="jwt",result="ok"}']
+                assert auth == sent, json.dumps(seen)
+        assert len(workers) == 2, f"only {workers} answered: the test proves nothing"
+        assert seen == sorted(seen), f"counters went backwards: {seen}"
+        assert seen[-1] == sent
+    finally:
+        server.stop()
+
+
+def verify(url: str, tok: str) -> tuple[int, str]:
+    response = requests.get(url, headers={HEADER: tok, "Connection": "close"}, timeout=10)
+    return response.status_code, response.headers["X-Request-Id"]
