@@ -128,8 +128,7 @@ def create_app(
         app.register_blueprint(metrics.bp)
     svc.hooks.install(app)
     error_handlers.install(app)
-    if len(issuers) and any(i.settings.verified_cache_size for i in issuers):
-        app.wsgi_app = forward_auth.ForwardAuthFastPath(app.wsgi_app, svc)  # type: ignore[method-assign]
+    app.wsgi_app = forward_auth.ForwardAuthFastPath(app, svc)  # type: ignore[method-assign]
     if background if background is not None else not testing:
         _start_session_purger(svc)
     return app

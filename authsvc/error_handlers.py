@@ -87,17 +87,51 @@ class _HttpError(AuthsvcError):
             self.message_id = BadRequest.message_id  # type: ignore[misc]
 
 
-def install(app: Flask) -> None:
-    @app.errorhandler(AuthsvcError)
-    def _known(err: AuthsvcError) -> Response:
+def failure(
+    exc: Exception, *, path: str, request_id: str, propagate: bool
+) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """Status, body and headers for ``exc``, logged: the one way every path reports a failure.
+
+    A contract error is answered as it says; a lost database or Redis is the 503
+    ``service.unavailable`` (driver, host and port go to the log only, CONTRACT
+    §7); anything else is a bug: a generic 500 naming the request id, the
+    details in the log — and, with ``propagate`` (tests), raised instead.
+    """
+    if isinstance(exc, AuthsvcError):
+        err = exc
         level = logging.WARNING if err.status < 500 else logging.ERROR
         log.log(
             level,
             "request refused: %s",
             err.message_id,
-            extra={"status": err.status, "reason": err.reason, "path": request.path},
+            extra={"status": err.status, "reason": err.reason, "path": path},
         )
-        return error_response(err)
+    elif (lost := outage(exc)) is not None:
+        log.error(
+            "request refused: service.unavailable",
+            extra={"path": path, "reason": lost, "error": _first_line(exc)},
+        )
+        err = ServiceUnavailable(lost)
+    elif propagate:
+        raise exc
+    else:
+        log.exception("unexpected error", extra={"path": path})
+        err = AuthsvcError(f"request id {request_id}")
+    body, headers = error_parts(err)
+    return err.status, body, headers
+
+
+def install(app: Flask) -> None:
+    def _render(exc: Exception) -> Response:
+        status, body, headers = failure(
+            exc,
+            path=request.path,
+            request_id=g.get("request_id", "-"),
+            propagate=app.config["PROPAGATE_EXCEPTIONS"],
+        )
+        return Response(body, status=status, headers=headers)
+
+    app.register_error_handler(AuthsvcError, _render)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
@@ -113,18 +147,4 @@ def install(app: Flask) -> None:
             return response
         return error_response(_HttpError(exc))
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        lost = outage(exc)
-        if lost is not None:
-            # Driver, host and port go to the log only (CONTRACT §7).
-            log.error(
-                "request refused: service.unavailable",
-                extra={"path": request.path, "reason": lost, "error": _first_line(exc)},
-            )
-            return error_response(ServiceUnavailable(lost))
-        if app.config["PROPAGATE_EXCEPTIONS"]:
-            raise exc
-        rid = g.get("request_id", "-")
-        log.exception("unexpected error", extra={"path": request.path})
-        return error_response(AuthsvcError(f"request id {rid}"))
+    app.register_error_handler(Exception, _render)

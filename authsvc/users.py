@@ -48,7 +48,7 @@ class UserLike(Protocol):
     @property
     def is_server_admin(self) -> bool: ...
     @property
-    def groups(self) -> list[str]: ...
+    def groups(self) -> Sequence[str]: ...
 
 
 def pending_changes(user: UserLike, identity: Identity, policy: SyncPolicy) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class UserRecord:
     name: str
     role: str
     is_server_admin: bool
-    groups: list[str]
+    groups: tuple[str, ...]
     disabled: bool
     auth_module: str
 
@@ -97,7 +97,7 @@ class UserRecord:
             name=user.name,
             role=user.role,
             is_server_admin=bool(user.is_server_admin),
-            groups=list(user.groups or []),
+            groups=tuple(user.groups or ()),
             disabled=bool(user.disabled),
             auth_module=user.auth_module,
         )
@@ -137,7 +137,7 @@ def user_record(row: Sequence[Any]) -> UserRecord | None:
         name=row[3],
         role=row[4],
         is_server_admin=bool(row[5]),
-        groups=list(groups or []),
+        groups=tuple(groups or ()),
         disabled=bool(row[7]),
         auth_module=row[8],
     )

@@ -93,9 +93,15 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
     def wait_ready(
-        self, path: str = "/", expect_body: bytes | None = None, timeout: float = READY_TIMEOUT
+        self,
+        path: str = "/",
+        expect_body: bytes | None = None,
+        timeout: float = READY_TIMEOUT,
+        *,
+        accept_any_status: bool = False,
     ) -> float:
-        """Seconds until ``GET path`` answered 200 (with ``expect_body``, when given)."""
+        """Seconds until ``GET path`` answered 200 (with ``expect_body``, when given), or
+        answered at all with ``accept_any_status``."""
         start = time.monotonic()
         deadline = start + timeout
         while time.monotonic() < deadline:
@@ -108,7 +114,9 @@ class Server:
                 conn.request("GET", path)
                 resp = conn.getresponse()
                 body = resp.read()
-                if resp.status == 200 and (expect_body is None or body == expect_body):
+                if accept_any_status or (
+                    resp.status == 200 and (expect_body is None or body == expect_body)
+                ):
                     return time.monotonic() - start
             except (OSError, http.client.HTTPException):
                 pass

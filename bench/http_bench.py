@@ -1,33 +1,28 @@
-"""authsvc over HTTP under wrk, next to a Flask "hello world" on the same server setup.
+"""authsvc over HTTP under wrk, next to a Flask "hello world" and node + jose, in one run.
 
 Usage (from the project root)::
 
-    /work/venv/bin/python bench/http_bench.py [--quick] [--duration 10] [--repeat 1]
-        [--db sqlite|postgres|both] [--py-spy DIR]
+    .venv/bin/python bench/http_bench.py [--quick] [--duration 10] [--repeat 1]
+        [--connections 16] [--db sqlite|postgres|both] [--logins] [--py-spy DIR]
 
-Runs, each after an unrecorded wrk warm-up, ``wrk -t2 -c64 -d<duration>s --latency``:
+Every row is ``wrk -t2 -c<connections> -d<duration>s --latency`` (after an
+unrecorded warm-up) against a real server on 127.0.0.1 with 2 workers:
 
-a. ``hello``: bench/hello_app.py under granian (2 workers, 4 blocking threads, as
-   ``authsvc serve`` runs), the ceiling for a Flask app on this machine;
-b. ``GET /api/auth/verify`` with one repeated, valid RS256 JWT in the header (set by
-   a wrk Lua script; the user exists, so this is the steady state: verified-token
-   cache hit, user lookup, no write), and its ratio to (a);
-b2. (b) again on a second server with ``[upstream_assertion]`` on (a P-256 ``[signing]``
-   key): every 200 carries a signed assertion, from its per-caller cache; its ratio to
-   (b) is printed after the table (issue 10's target: at least 0.85);
-c. ``GET /api/auth/verify`` with the session cookie of a ``POST /api/login/jwt``;
-d. ``POST /api/login/jwt`` for an existing user (one new session row each): at the
-   most wrk reaches with 64 connections, with 4 connections, and paced near
-   ``--rate`` per second (wrk has no fixed-rate mode and wrk2 is not installed: 16
-   connections each wait ``16/rate - p50(-c4)`` between requests, so the achieved
-   rate is printed, not assumed).
+* ``hello``: bench/hello_app.py under granian (2 workers, as ``authsvc serve``
+  runs them): the ceiling for a Flask app on this machine;
+* ``node+jose``: node's http server verifying every request's RS256 JWT with npm
+  ``jose`` against a local JWKS, one process (bench/node_jose; ``npm ci`` there
+  first): a hand-rolled verifier to beat;
+* ``authsvc serve`` (RS256 ``key_file``, auto sign-up, the user existing) on
+  SQLite and on PostgreSQL, ``GET /api/auth/verify`` with one repeated token, a
+  new token on every request (tokens cycled from a list longer than the
+  verified-token cache can hold, so none is a cache hit), and a session cookie;
+* the repeated token again with ``[upstream_assertion]`` on (ES256 signing key),
+  and with three issuers configured on the header (routed by ``iss``);
+* with ``--logins``, ``POST /api/login/jwt`` for the existing user.
 
-(b) to (d) run against ``python -m authsvc serve`` (2 workers) on a fresh SQLite file,
-then on a fresh PostgreSQL database (127.0.0.1:5432, created and dropped here).
-Every run is bounded by its duration plus a timeout; servers are always stopped.
-wrk shares the machine's CPUs with the server: figures compare with each other,
-not with other hosts, and any other load on the machine shows in them (the load
-average is printed).
+Then the ratios the issues set goals for. wrk shares the machine's CPUs with
+the servers: figures compare with each other, in one run, not with other hosts.
 """
 
 from __future__ import annotations
@@ -35,6 +30,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -45,7 +41,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from _harness import (
@@ -65,54 +61,87 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from server_compare import EXPECTED_BODY, Variant, server_command
 
 REPO = Path(__file__).resolve().parent.parent
+NODE_DIR = REPO / "bench" / "node_jose"
 HEADER = "X-JWT-Assertion"
 COOKIE = "authsvc_session"  # [auth] login_cookie_name in conf/defaults.ini
 SUBJECT = "bench-user"
+ISSUER = "https://bench.example.com/"
 PG_ADMIN = f"host={HOST} port=5432 dbname=test user=postgres"
-PACED_CONNECTIONS = 16
-# The issue's targets (figures, not assertions: see shared STYLE "Speed is a feature").
-VERIFY_RATIO_TARGET = 0.85
-ASSERTION_RATIO_TARGET = 0.85
-LOGIN_P99_TARGET_MS = 20.0
-LOGIN_RATE_TARGET = 1000
+# More distinct tokens than the verified-token cache holds (10,000 per worker, LRU):
+# cycled, a token comes back after the cache has let it go.
+FRESH_TOKENS = 32_000
 
 
 @dataclass
 class Row:
-    scenario: str
-    database: str
-    connections: str
+    name: str
+    key: str
+    """How the ratios below refer to it."""
     result: WrkResult | None = None
     error: str = ""
-    vs_hello: str = ""
-    target: str = ""
+
+
+@dataclass(frozen=True)
+class Goal:
+    label: str
+    over: str
+    under: str
+    target: float
+
+
+GOALS = (
+    Goal("repeated token / hello world", "jwt-sqlite", "hello", 0.9),
+    Goal("fresh token per request / hello world", "fresh-sqlite", "hello", 0.6),
+    Goal("fresh token per request / node + jose (1 process)", "fresh-sqlite", "node", 0.6),
+    Goal("session cookie / repeated token (SQLite)", "cookie-sqlite", "jwt-sqlite", 0.8),
+    Goal("repeated token, PostgreSQL / SQLite", "jwt-postgres", "jwt-sqlite", 0.5),
+    Goal(
+        "session cookie, PostgreSQL / repeated token SQLite", "cookie-postgres", "jwt-sqlite", 0.4
+    ),
+    Goal("with [upstream_assertion] on / off", "assertion-sqlite", "jwt-sqlite", 0.85),
+    Goal("three issuers / one issuer (repeated token)", "issuers3-sqlite", "jwt-sqlite", 0.95),
+)
 
 
 # ------------------------------------------------------------------ set-up
 def make_home(root: Path, key: RSAKey) -> Path:
-    """A home path: conf/defaults.ini of this checkout and the public JWKS of ``key``."""
+    """A home path: this checkout's conf/defaults.ini, the RS256 key and a signing key."""
     home = root / "home"
     (home / "conf").mkdir(parents=True)
     shutil.copy(REPO / "conf" / "defaults.ini", home / "conf" / "defaults.ini")
+    (home / "key.pem").write_bytes(key.as_pem(private=False))
     (home / "jwks.json").write_text(json.dumps(KeySet([key]).as_dict(private=False)))
+    (home / "signing.pem").write_bytes(ECKey.generate_key("P-256").as_pem(private=True))
     return home
 
 
-ISSUER = "https://bench.example.com/"
-
-
-def make_token(key: RSAKey, lifetime: int) -> str:
+def make_token(key: RSAKey, lifetime: int, jti: str = "") -> str:
     now = int(time.time())
-    claims = {
-        "sub": SUBJECT,
-        "iat": now,
-        "exp": now + lifetime,
-        "name": "Bench User",
-        "iss": ISSUER,
-    }
+    claims = {"sub": SUBJECT, "iat": now, "exp": now + lifetime, "name": "Bench User"}
+    claims["iss"] = ISSUER
+    if jti:
+        claims["jti"] = jti
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SecurityWarning)
         return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key, ["RS256"])
+
+
+def _sign_many(args: tuple[dict[str, object], int, int]) -> list[str]:
+    private, start, count = args
+    key = RSAKey.import_key(private)
+    return [make_token(key, 3600, f"fresh-{n}") for n in range(start, start + count)]
+
+
+def fresh_tokens(key: RSAKey, path: Path, count: int) -> Path:
+    """``count`` distinct tokens of the bench user, one per line (signed on every CPU)."""
+    private = key.as_dict(private=True)
+    cpus = os.cpu_count() or 1
+    chunk = -(-count // cpus)
+    jobs = [(private, n, min(chunk, count - n)) for n in range(0, count, chunk)]
+    with multiprocessing.Pool(cpus) as pool:
+        lines = [t for part in pool.map(_sign_many, jobs) for t in part]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def authsvc_command(
@@ -120,18 +149,19 @@ def authsvc_command(
     port: int,
     workers: int,
     database_url: str,
+    *,
     issuers: int = 1,
-    assertion_key: Path | None = None,
+    assertion: bool = False,
 ) -> list[str]:
-    """``issuers`` > 1 adds named issuers on the same header, told apart by ``issuer``:
-    the bench token routes to [auth.jwt] by its iss, after the others were asked.
-    ``assertion_key`` turns ``[upstream_assertion]`` on, signed with that key file."""
+    """``authsvc serve`` on ``home``. ``issuers`` > 1 adds named issuers on the same header,
+    told apart by ``issuer``; ``assertion`` turns ``[upstream_assertion]`` on."""
     args = [
         f"cfg:server.http_port={port}",
         f"cfg:server.workers={workers}",
         "cfg:auth.jwt.enabled=true",
         f"cfg:auth.jwt.header_name={HEADER}",
-        f"cfg:auth.jwt.jwk_set_file={home / 'jwks.json'}",
+        f"cfg:auth.jwt.key_file={home / 'key.pem'}",
+        f"cfg:auth.jwt.key_id={SUBJECT}",
         "cfg:auth.jwt.auto_sign_up=true",
         "cfg:auth.jwt.username_claim=sub",
         f"cfg:auth.jwt.issuer={ISSUER}",
@@ -144,10 +174,13 @@ def authsvc_command(
             f"cfg:{section}.issuer=https://extra{n}.example.com/",
             f"cfg:{section}.username_claim=sub",
         ]
+    if assertion:
+        args += [
+            f"cfg:signing.key_file={home / 'signing.pem'}",
+            "cfg:upstream_assertion.enabled=true",
+        ]
     if database_url:
         args += ["cfg:database.type=postgres", f"cfg:database.url={database_url}"]
-    if assertion_key is not None:
-        args += [f"cfg:signing.key_file={assertion_key}", "cfg:upstream_assertion.enabled=true"]
     return [sys.executable, "-m", "authsvc", "serve", "--homepath", str(home), *args]
 
 
@@ -197,40 +230,67 @@ def lua_script(
     return path
 
 
-# ------------------------------------------------------------------ runs
-class Bench:
-    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
-        self.args = args
-        self.tmp = tmp
+def lua_tokens(path: Path, tokens: Path) -> Path:
+    """A new token on every request, each wrk thread starting at its own place in the list
+    (two threads sending one token at once would make the second a cache hit)."""
+    path.write_text(
+        f"""
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+local tokens = {{}}
+local i = 0
+function init(args)
+  for line in io.lines("{tokens}") do tokens[#tokens + 1] = line end
+  i = math.floor(wrk.thread:get("id") * #tokens / 2)
+end
+function request()
+  i = i + 1
+  if i > #tokens then i = 1 end
+  return wrk.format("GET", nil, {{["{HEADER}"] = tokens[i]}})
+end
+"""
+    )
+    return path
 
-    def wrk(self, server: Server, path: str, connections: int, script: Path, tag: str) -> WrkResult:
+
+# ------------------------------------------------------------------ runs
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    tmp: Path
+    key: RSAKey
+    rows: list[Row] = field(default_factory=list)
+
+    def wrk(self, server: Server, path: str, script: Path, connections: int = 0) -> WrkResult:
         a = self.args
+        connections = connections or a.connections
         url = f"http://{HOST}:{server.port}{path}"
         threads = min(a.threads, connections)
         if a.warmup:
             run_wrk(url, a.warmup, threads, connections, script)
         runs = []
         for i in range(a.repeat):
-            with self.py_spy(server, f"{tag}-{script.stem}-c{connections}-{i + 1}"):
+            with self.py_spy(server, f"{script.stem}-c{connections}-{i + 1}"):
                 result, raw = run_wrk(url, a.duration, threads, connections, script)
-            runs.append(result)
             if a.verbose:
-                print(f"--- {path} -c{connections} run {i + 1} ---\n{raw}", file=sys.stderr)
+                print(raw, file=sys.stderr)
             server.check_alive()
-        return sorted(runs, key=lambda r: r.requests_per_sec)[(len(runs) - 1) // 2]
+            runs.append(result)
+        runs.sort(key=lambda r: r.requests_per_sec)
+        return runs[len(runs) // 2]
 
     @contextmanager
     def py_spy(self, server: Server, name: str) -> Iterator[None]:
         """With ``--py-spy DIR``: sample the server's processes during the measured run."""
-        if self.args.py_spy is None:
+        if not self.args.py_spy:
             yield
             return
-        self.args.py_spy.mkdir(parents=True, exist_ok=True)
-        out = self.args.py_spy / f"{name}.txt"
-        spy = Path(sys.executable).parent / "py-spy"
-        cmd = [str(spy), "record", "--pid", str(server.proc.pid), "--subprocesses"]
-        # --gil: in each worker, the thread holding the GIL, i.e. the Python work that
-        # bounds a worker's throughput (runnable threads waiting for a CPU would count too).
+        out = Path(self.args.py_spy) / f"{name}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["py-spy", "record", "--pid", str(server.proc.pid), "--subprocesses"]
         cmd += ["--gil", "--nonblocking", "--rate", "250", "--duration", str(self.args.duration)]
         cmd += ["--format", "raw", "--output", str(out)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -244,151 +304,133 @@ class Bench:
                 proc.kill()
                 proc.wait()
 
-    def hello(self) -> Row:
-        a = self.args
-        row = Row("a. hello world (Flask, granian bt=4)", "-", str(a.connections))
-        port = free_port()
-        variant = Variant("granian bt=4", "granian", ("--blocking-threads", "4"))
-        cmd = server_command(variant, port, a.workers)
+    def measure(self, rows: Sequence[Row], run: object) -> None:
+        """Run ``run()`` (which fills rows' results); any failure is every unfilled row's."""
         try:
-            with launch(cmd, port, self.tmp / "hello.log") as server:
-                server.wait_ready("/", EXPECTED_BODY)
-                script = lua_script(self.tmp / "hello.lua", "GET", {})
-                row.result = self.wrk(server, "/", a.connections, script, "hello")
+            run()  # type: ignore[operator]
         except (ServerError, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
-            row.error = f"{type(exc).__name__}: {exc}"
-        return row
+            for row in rows:
+                if row.result is None and not row.error:
+                    row.error = f"{type(exc).__name__}: {exc}"
+        self.rows.extend(rows)
 
-    def authsvc(self, key: RSAKey, database: str, database_url: str) -> list[Row]:
-        a = self.args
-        home = make_home(self.tmp / database, key)
-        token = make_token(key, lifetime=3600)
-        port = free_port()
-        cmd = authsvc_command(home, port, a.workers, database_url, a.issuers)
-        c = str(a.connections)
+    def hello(self) -> None:
+        row = Row("hello world (Flask, granian, 2 workers)", "hello")
+
+        def run() -> None:
+            port = free_port()
+            variant = Variant("granian bt=4", "granian", ("--blocking-threads", "4"))
+            with launch(
+                server_command(variant, port, self.args.workers), port, self.tmp / "hello.log"
+            ) as server:
+                server.wait_ready("/", EXPECTED_BODY)
+                row.result = self.wrk(server, "/", lua_script(self.tmp / "hello.lua", "GET", {}))
+
+        self.measure([row], run)
+
+    def node(self, tokens: Path) -> None:
+        row = Row("node http + jose, new token each request, 1 process", "node")
+
+        def run() -> None:
+            if shutil.which("node") is None or not (NODE_DIR / "node_modules").is_dir():
+                raise ServerError(f"node or {NODE_DIR}/node_modules missing: npm ci there first")
+            port = free_port()
+            home = make_home(self.tmp / "node", self.key)
+            cmd = ["node", str(NODE_DIR / "server.mjs"), str(port), str(home / "jwks.json"), HEADER]
+            with launch(cmd, port, self.tmp / "node.log", cwd=NODE_DIR) as server:
+                server.wait_ready("/", accept_any_status=True)
+                row.result = self.wrk(server, "/", lua_tokens(self.tmp / "node_fresh.lua", tokens))
+
+        self.measure([row], run)
+
+    def authsvc(self, database: str, database_url: str, tokens: Path) -> None:
+        """One server: a repeated token, fresh tokens, a cookie (and logins)."""
         rows = [
-            Row("b. GET /api/auth/verify, JWT", database, c),
-            Row("c. GET /api/auth/verify, cookie", database, c),
-            Row("d. POST /api/login/jwt", database, c),
-            Row("d. POST /api/login/jwt", database, "4"),
-            Row("d. POST /api/login/jwt, paced", database, str(PACED_CONNECTIONS)),
+            Row(f"/api/auth/verify, repeated token, {database}", f"jwt-{database}"),
+            Row(f"/api/auth/verify, new token each request, {database}", f"fresh-{database}"),
+            Row(f"/api/auth/verify, session cookie, {database}", f"cookie-{database}"),
         ]
-        rows[0].target = f">= {VERIFY_RATIO_TARGET}x hello"
-        if database == "sqlite":
-            for r in rows[2:]:
-                r.target = f"p99 < {LOGIN_P99_TARGET_MS:g} ms at {LOGIN_RATE_TARGET}/s"
+        if self.args.logins:
+            rows.append(Row(f"POST /api/login/jwt, existing user, {database}", f"login-{database}"))
         s = self.tmp / database
-        jwt_headers = {HEADER: token}
-        try:
-            with launch(cmd, port, self.tmp / f"authsvc_{database}.log") as server:
+        home = make_home(s, self.key)
+        token = make_token(self.key, 3600)
+
+        def run() -> None:
+            port = free_port()
+            cmd = authsvc_command(home, port, self.args.workers, database_url)
+            with launch(cmd, port, s / "authsvc.log") as server:
                 server.wait_ready("/api/health")
                 cookie = login(port, token)
-                verify_jwt = lua_script(s / "verify_jwt.lua", "GET", jwt_headers)
-                verify_cookie = lua_script(
-                    s / "verify_cookie.lua", "GET", {"Cookie": f"{COOKIE}={cookie}"}
-                )
-                post = lua_script(s / "login.lua", "POST", jwt_headers)
+                jwt_headers = {HEADER: token}
                 rows[0].result = self.wrk(
-                    server, "/api/auth/verify", a.connections, verify_jwt, database
+                    server, "/api/auth/verify", lua_script(s / "jwt.lua", "GET", jwt_headers)
                 )
                 rows[1].result = self.wrk(
-                    server, "/api/auth/verify", a.connections, verify_cookie, database
+                    server, "/api/auth/verify", lua_tokens(s / "fresh.lua", tokens)
                 )
-                rows[2].result = self.wrk(server, "/api/login/jwt", a.connections, post, database)
-                rows[3].result = self.wrk(server, "/api/login/jwt", 4, post, database)
-                # Each paced connection sends one request per 16/rate seconds, latency included.
-                delay = PACED_CONNECTIONS * 1000 / a.rate - rows[3].result.p50_ms
-                paced = lua_script(s / "login_paced.lua", "POST", jwt_headers, delay)
-                rows[4].connections += f", {max(0, round(delay))} ms apart"
-                rows[4].result = self.wrk(
-                    server, "/api/login/jwt", PACED_CONNECTIONS, paced, database
+                cookie_script = lua_script(
+                    s / "cookie.lua", "GET", {"Cookie": f"{COOKIE}={cookie}"}
                 )
-        except (ServerError, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            for r in rows:
-                if r.result is None and not r.error:
-                    r.error = message
-        return rows
+                rows[2].result = self.wrk(server, "/api/auth/verify", cookie_script)
+                if self.args.logins:
+                    post = lua_script(s / "login.lua", "POST", jwt_headers)
+                    rows[3].result = self.wrk(server, "/api/login/jwt", post, connections=4)
 
-    def upstream_assertion(self, key: RSAKey, database: str, database_url: str) -> Row:
-        """(b) with [upstream_assertion] on, on its own server (same home, same token)."""
-        a = self.args
-        row = Row("b2. GET /api/auth/verify, JWT, assertion", database, str(a.connections))
-        row.target = f">= {ASSERTION_RATIO_TARGET}x b."
-        home = self.tmp / database / "home"
-        signing = home / "signing.pem"
-        signing.write_bytes(ECKey.generate_key("P-256").as_pem(private=True))
-        port = free_port()
-        cmd = authsvc_command(home, port, a.workers, database_url, a.issuers, signing)
-        script = lua_script(
-            self.tmp / database / "verify_jwt.lua", "GET", {HEADER: make_token(key, 3600)}
-        )
-        try:
-            with launch(cmd, port, self.tmp / f"authsvc_{database}_assertion.log") as server:
+        self.measure(rows, run)
+
+    def variant(self, key: str, name: str, **options: object) -> None:
+        """The repeated token on a server with one option changed (SQLite)."""
+        row = Row(name, key)
+        s = self.tmp / key
+        home = make_home(s, self.key)
+        token = make_token(self.key, 3600)
+
+        def run() -> None:
+            port = free_port()
+            cmd = authsvc_command(home, port, self.args.workers, "", **options)  # type: ignore[arg-type]
+            with launch(cmd, port, s / "authsvc.log") as server:
                 server.wait_ready("/api/health")
-                row.result = self.wrk(server, "/api/auth/verify", a.connections, script, database)
-        except (ServerError, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
-            row.error = f"{type(exc).__name__}: {exc}"
-        return row
+                login(port, token)
+                script = lua_script(s / "jwt.lua", "GET", {HEADER: token})
+                row.result = self.wrk(server, "/api/auth/verify", script)
 
-
-def assertion_ratios(rows: Sequence[Row]) -> list[str]:
-    """Per database: (b2) req/s over (b) req/s, the upstream assertion's cost."""
-    lines = []
-    for b2 in (r for r in rows if r.scenario.startswith("b2.") and r.result is not None):
-        b = next(
-            (r for r in rows if r.scenario.startswith("b.") and r.database == b2.database), None
-        )
-        if b is not None and b.result is not None and b2.result is not None:
-            ratio = b2.result.requests_per_sec / b.result.requests_per_sec
-            lines.append(
-                f"upstream assertion ({b2.database}): {ratio:.2f}x the throughput without it "
-                f"(target >= {ASSERTION_RATIO_TARGET}x)"
-            )
-    return lines
+        self.measure([row], run)
 
 
 # ------------------------------------------------------------------ report
-def format_rows(rows: Sequence[Row], hello: WrkResult | None) -> str:
-    headers = (
-        "scenario",
-        "db",
-        "conns",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "vs hello",
-        "target",
-    )
-    cells: list[tuple[str, ...]] = []
+def format_rows(rows: Sequence[Row]) -> str:
+    headers = ("scenario", "req/s", "p50 ms", "p99 ms", "errors")
+    cells = []
     for r in rows:
         if r.result is None:
-            first_line = (r.error or "not run").splitlines()[0]
+            cells.append((r.name, "FAIL", "-", "-", (r.error or "not run").splitlines()[0][:80]))
+        else:
+            res = r.result
             cells.append(
-                (r.scenario, r.database, r.connections, "FAIL", "-", "-", "-", "", first_line)
+                (
+                    r.name,
+                    f"{res.requests_per_sec:,.0f}",
+                    f"{res.p50_ms:.2f}",
+                    f"{res.p99_ms:.2f}",
+                    res.describe_errors(),
+                )
             )
+    return render_table(headers, cells, right=frozenset({1, 2, 3}))
+
+
+def format_goals(rows: Sequence[Row]) -> str:
+    by_key = {r.key: r.result for r in rows if r.result is not None}
+    cells = []
+    for goal in GOALS:
+        over, under = by_key.get(goal.over), by_key.get(goal.under)
+        if over is None or under is None:
+            cells.append((goal.label, "-", f">= {goal.target}", "not measured"))
             continue
-        res = r.result
-        ratio = (
-            f"{res.requests_per_sec / hello.requests_per_sec:.2f}x"
-            if hello is not None and r.scenario.startswith(("b.", "c."))
-            else ""
-        )
-        cells.append(
-            (
-                r.scenario,
-                r.database,
-                r.connections,
-                f"{res.requests_per_sec:,.0f}",
-                f"{res.p50_ms:.2f}",
-                f"{res.p99_ms:.2f}",
-                res.describe_errors(),
-                ratio,
-                r.target,
-            )
-        )
-    return render_table(headers, cells, right=frozenset({3, 4, 5, 7}))
+        ratio = over.requests_per_sec / under.requests_per_sec
+        met = "met" if ratio >= goal.target else "NOT met"
+        cells.append((goal.label, f"{ratio:.2f}", f">= {goal.target}", met))
+    return render_table(("ratio", "measured", "goal", ""), cells, right=frozenset({1}))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -398,80 +440,74 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="measured runs per row (median) [1]")
     p.add_argument("--quick", action="store_true", help="short runs: --duration 3 --warmup 1")
     p.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    p.add_argument("--issuers", type=int, default=1, help="issuers configured on the header [1]")
     p.add_argument("--workers", type=int, default=2, help="server worker processes [2]")
     p.add_argument("--threads", type=int, default=2, help="wrk threads [2]")
-    p.add_argument("--connections", type=int, default=64, help="wrk connections [64]")
-    p.add_argument("--rate", type=int, default=LOGIN_RATE_TARGET, help="paced logins/s [1000]")
+    p.add_argument("--connections", type=int, default=16, help="wrk connections [16]")
+    p.add_argument("--logins", action="store_true", help="also POST /api/login/jwt (4 conns)")
     p.add_argument("--verbose", action="store_true", help="print raw wrk output to stderr")
-    p.add_argument(
-        "--py-spy",
-        type=Path,
-        metavar="DIR",
-        help="record py-spy stacks (GIL holders) of the servers during each measured run into "
-        "DIR (summarise with profile_requests.py --collapsed; costs the server some CPU)",
-    )
+    p.add_argument("--py-spy", metavar="DIR", help="record py-spy raw profiles of each run")
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1
-    if not (1 <= args.duration <= 300 and 0 <= args.warmup <= 60 and 1 <= args.repeat <= 9):
-        p.error("--duration must be within 1..300, --warmup within 0..60, --repeat 1..9")
-    if args.workers < 1 or args.threads < 1 or args.connections < max(args.threads, 4):
-        p.error("--workers and --threads must be >= 1, --connections >= max(threads, 4)")
-    if not 1 <= args.rate <= 100_000:
-        p.error("--rate must be within 1..100000")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
-        print("wrk is not installed", file=sys.stderr)
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     started = time.monotonic()
-    key = RSAKey.generate_key(2048, {"kid": "bench"})
+    key = RSAKey.generate_key(2048, {"kid": SUBJECT})
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s (+{args.warmup}s warm-up, "
-        f"median of {args.repeat}) "
-        f"--latency; {args.workers} workers; {args.issuers} issuer(s); "
-        f"databases: {', '.join(databases)}; "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s (+{args.warmup}s "
+        f"warm-up, median of {args.repeat}) --latency; {args.workers} workers; "
         f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}",
         file=sys.stderr,
     )
-    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="http_bench_") as tmp_name:
         tmp = Path(tmp_name)
-        bench = Bench(args, tmp)
-        print("[hello] running ...", file=sys.stderr, flush=True)
-        hello = bench.hello()
-        rows.append(hello)
+        print(f"[tokens] signing {FRESH_TOKENS:,} ...", file=sys.stderr, flush=True)
+        tokens = fresh_tokens(key, tmp / "tokens.txt", FRESH_TOKENS)
+        bench = Bench(args, tmp, key)
+        steps = [("hello", bench.hello)]
         for database in databases:
-            print(f"[authsvc {database}] running ...", file=sys.stderr, flush=True)
             if database == "postgres":
-                try:
-                    with postgres_database() as url:
-                        rows += bench.authsvc(key, database, url)
-                        rows.append(bench.upstream_assertion(key, database, url))
-                except ServerError as exc:
-                    rows.append(Row("b.-d.", database, "-", error=str(exc)))
-            else:
-                rows += bench.authsvc(key, database, "")
-                rows.append(bench.upstream_assertion(key, database, ""))
-        for r in rows:
-            if r.error:
-                print(f"[{r.scenario} / {r.database}] FAILED: {r.error}", file=sys.stderr)
 
-    print(format_rows(rows, hello.result))
-    for line in assertion_ratios(rows):
-        print(line)
+                def on_postgres() -> None:
+                    try:
+                        with postgres_database() as url:
+                            bench.authsvc("postgres", url, tokens)
+                    except ServerError as exc:
+                        bench.rows.append(Row("PostgreSQL rows", "jwt-postgres", error=str(exc)))
+
+                steps.append(("authsvc postgres", on_postgres))
+            else:
+                steps.append(("authsvc sqlite", lambda: bench.authsvc("sqlite", "", tokens)))
+        steps += [
+            ("node + jose", lambda: bench.node(tokens)),
+            ("assertion", lambda: bench.variant(
+                "assertion-sqlite", "/api/auth/verify, repeated token, [upstream_assertion] on",
+                assertion=True,
+            )),
+            ("three issuers", lambda: bench.variant(
+                "issuers3-sqlite", "/api/auth/verify, repeated token, three issuers", issuers=3
+            )),
+        ]  # fmt: skip
+        for name, step in steps:
+            print(f"[{name}] running ...", file=sys.stderr, flush=True)
+            step()
+    rows = bench.rows
+    for r in rows:
+        if r.error:
+            print(f"[{r.name}] FAILED: {r.error}", file=sys.stderr)
+    print(format_rows(rows))
+    print()
+    print(format_goals(rows))
     print(
-        "\nreq/s and p50/p99 from wrk --latency (closed loop: latency at the rate wrk reached; "
-        "requests past wrk's 2 s timeout are not in the histogram, see 'errors'). 'vs hello' = "
-        "req/s / hello req/s. The JWT is one RS256 token repeated (verified-token cache hit); "
-        "every login writes a session row. "
-        f"{code_version(REPO)}. Load average {os.getloadavg()[0]:.1f} at the end; "
-        f"{time.monotonic() - started:.0f}s."
+        f"\nwrk -c{args.connections}, closed loop; {code_version(REPO)}. "
+        f"Load average {os.getloadavg()[0]:.1f} at the end; {time.monotonic() - started:.0f}s."
     )
     return 1 if any(r.error for r in rows) else 0
 

@@ -142,28 +142,40 @@ def test_two_workers_give_one_monotonic_view(tmp_path: Path) -> None:
             time.sleep(0.05)
         tok = token("mp")
         route = '{route="/api/auth/verify",status="200"}'
-        sent, seen, workers = 0, [], set()
+        sent, seen, workers, scraped_by = 0, [], set(), set()
         with ThreadPoolExecutor(8) as pool:
-            for _ in range(12):
-                # Concurrent new connections: both workers answer some of them.
+            # Rounds until both workers have answered a request or a scrape (the kernel and
+            # granian decide who accepts a connection): at least 12, at most 100.
+            for rounds in range(100):
+                if rounds >= 12 and len(workers | scraped_by) == 2 and len(scraped_by) >= 1:
+                    break
                 answers = list(
-                    pool.map(lambda _: verify(server.url("/api/auth/verify"), tok), range(8))
+                    pool.map(lambda _: get(server.url("/api/auth/verify"), tok), range(8))
                 )
-                for status, rid in answers:
-                    assert status == 200
-                    workers.add(rid.rsplit("-", 1)[0])
+                for response in answers:
+                    assert response.status_code == 200
+                    workers.add(worker(response))
                 sent += len(answers)
-                text = requests.get(server.url("/metrics"), timeout=5).text
-                seen.append(samples(text, "authsvc_http_requests_total").get(route, 0.0))
-                auth = samples(text, "authsvc_auth_total")['{issuer="jwt",result="ok"}']
+                scrape = get(server.url("/metrics"))
+                scraped_by.add(worker(scrape))
+                seen.append(samples(scrape.text, "authsvc_http_requests_total").get(route, 0.0))
+                auth = samples(scrape.text, "authsvc_auth_total")['{issuer="jwt",result="ok"}']
+                # Whichever worker answered the scrape, it counts every worker's requests.
                 assert auth == sent, json.dumps(seen)
-        assert len(workers) == 2, f"only {workers} answered: the test proves nothing"
+        both = workers | scraped_by
+        assert len(both) == 2, f"only {both} answered in 100 rounds: the test proves nothing"
         assert seen == sorted(seen), f"counters went backwards: {seen}"
         assert seen[-1] == sent
     finally:
         server.stop()
 
 
-def verify(url: str, tok: str) -> tuple[int, str]:
-    response = requests.get(url, headers={HEADER: tok, "Connection": "close"}, timeout=10)
-    return response.status_code, response.headers["X-Request-Id"]
+def get(url: str, tok: str = "") -> requests.Response:
+    """A request on a new connection (so that either worker may take it)."""
+    headers = {HEADER: tok, "Connection": "close"} if tok else {"Connection": "close"}
+    return requests.get(url, headers=headers, timeout=10)
+
+
+def worker(response: requests.Response) -> str:
+    """The answering worker: request ids are ``<random><pid>-<n>`` per process."""
+    return response.headers["X-Request-Id"].rsplit("-", 1)[0]

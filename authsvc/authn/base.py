@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from flask import Request
+from werkzeug.wrappers import Request
 
 from authsvc.identity import Identity
 from authsvc.sessions.base import SessionRecord

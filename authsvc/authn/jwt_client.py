@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from flask import Request
+from werkzeug.wrappers import Request
 
 from authsvc.authn.base import JWTResult
 from authsvc.errors import InvalidToken
+from authsvc.identity import Identity
+from authsvc.lru import LRUCache
 from authsvc.verifier import fingerprint
 
 if TYPE_CHECKING:
@@ -34,8 +36,11 @@ class JWTClient:
         self.issuer = issuer
         self.name = f"jwt.{issuer.name}"
         self.header_name = issuer.settings.header_name
-        self.environ_key = "HTTP_" + self.header_name.upper().replace("-", "_")
-        """Where a WSGI environ holds the header (the forward-auth fast path reads it)."""
+        # A verified token maps to the same identity every time: remembered beside the
+        # verified-token cache (same bound on entries), so a repeated token maps once.
+        self._identities: LRUCache[bytes, Identity] = LRUCache(
+            issuer.settings.verified_cache_size, issuer.settings.verified_cache_max_bytes
+        )
 
     def credential(self, request: Request, *, query: bool | None = None) -> str | None:
         """The presented token, or None. Two different tokens are refused, not chosen between.
@@ -57,7 +62,11 @@ class JWTClient:
     def authenticate(self, credential: str) -> JWTResult:
         try:
             verified = self.issuer.verifier.verify(credential)
-            identity = self.issuer.mapper.identity(verified.claims)
+            identity = self._identities.get(verified.digest)
+            if identity is None:
+                identity = self.issuer.mapper.identity(verified.claims)
+                # Bounded by bytes too: an identity holds at most what its token carried.
+                self._identities.put(verified.digest, identity, len(credential) + 512)
         except InvalidToken as exc:
             log.info(
                 "token refused",

@@ -5,29 +5,26 @@ the JWT clients first (one per issuer), then the session cookie. A JWT's
 identity goes through the post-auth steps (``steps.POST_AUTH``) exactly as a
 login's does, writing only when the token changes something; ``login`` adds
 the session, committing user, link and session in one transaction.
-``cached_caller`` is the same service's entry for the forward-auth fast path:
-a repeated token answered from memory and one read, or None for the long way.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
-from flask import Request
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
+from werkzeug.wrappers import Request
 
 from authsvc.audit import Audit
 from authsvc.authn.base import Caller, JWTResult
-from authsvc.authn.jwt_client import JWTClient, strip_bearer
+from authsvc.authn.jwt_client import JWTClient
 from authsvc.authn.session_client import SessionClient
 from authsvc.authn.steps import (
     POST_AUTH,
@@ -180,41 +177,6 @@ class AuthnService:
             chosen.append(issuer.name)  # for the metrics, whatever follows
         refuse_issuer(issuer.name, allowed)
         return self._client_of[issuer.name].authenticate(token)
-
-    def cached_caller(self, environ: Mapping[str, Any]) -> Caller | None:
-        """The forward-auth fast path: a token some issuer verified before, from memory.
-
-        The same steps as ``caller`` — the same client reads the header, the
-        issuer that verified the token maps it, the linked user is read and
-        must be unchanged and enabled — but any miss or refusal answers None:
-        the long way then gives the answer and reports it.
-        """
-        presented = [
-            (client, token)
-            for client in self.jwt_clients
-            if (token := strip_bearer(environ.get(client.environ_key, "")))
-        ]
-        if not presented or any(t != presented[0][1] for _, t in presented):
-            return None
-        token = presented[0][1]
-        digest = hashlib.sha256(token.encode()).digest()
-        for client, _ in presented:
-            verified = client.issuer.verifier.cached(token, digest)
-            if verified is not None:
-                break
-        else:
-            return None
-        try:
-            result = JWTResult(
-                verified, client.issuer.mapper.identity(verified.claims), client.issuer
-            )
-            user = self.unchanged_linked(result)
-        except Exception:  # any refusal or failure: the long way answers and reports it
-            return None
-        if user is None:
-            return None
-        self.metrics.authenticated(client.issuer.name, "ok")
-        return Caller(user, "jwt", jwt=result)
 
     def resolve(self, result: JWTResult) -> UserRecord:
         """The user a verified token stands for, provisioned as a login would; no session.

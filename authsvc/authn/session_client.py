@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from flask import Request
+from werkzeug.wrappers import Request
 
 from authsvc.authn.base import Caller
 from authsvc.authn.steps import refuse_disabled, refuse_issuer

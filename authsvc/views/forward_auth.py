@@ -16,17 +16,22 @@ import time
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Request
 
 from authsvc.authn import Caller
 from authsvc.config import ROLES
+from authsvc.error_handlers import failure
 from authsvc.errors import BadRequest, Forbidden
 from authsvc.identity import role_at_least
+from authsvc.logs import request_id
+from authsvc.lru import LRUCache
 from authsvc.service import service
-from authsvc.views.login import current_caller
+from authsvc.views.login import session_cookie
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from authsvc.service import Service
     from authsvc.signing import UpstreamAssertions
@@ -34,50 +39,120 @@ if TYPE_CHECKING:
 bp = Blueprint("forward_auth", __name__)
 
 
-@bp.get("/api/auth/verify")
-@bp.get("/api/auth/verify/<path:_rest>")
+PATH = "/api/auth/verify"
+
+
+@bp.get(PATH)
+@bp.get(PATH + "/<path:_rest>")
 def verify(_rest: str = "") -> Response:
-    minimum = request.args.get("role")
-    if minimum is not None and minimum not in ROLES:
-        raise BadRequest(f"?role={minimum!r} is not one of {', '.join(ROLES)}")
-    allowed = request.args.getlist("issuer") or None
-    caller = current_caller(allowed=allowed)
+    """Reached only where the WSGI entry below does not answer (HEAD): the same answer."""
+    status, body, headers = respond(
+        request,
+        service(),
+        request_id=g.get("request_id", "-"),
+        propagate=current_app.config["PROPAGATE_EXCEPTIONS"],
+    )
+    return Response(body, status=status, headers=headers)
+
+
+def respond(
+    request: Request,
+    svc: Service,
+    *,
+    request_id: str,
+    propagate: bool,
+    rendered: LRUCache[tuple[Any, ...], Rendered] | None = None,
+) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """Status, body and headers of a forward-auth request: the one implementation.
+
+    Refusals are rendered here (``error_handlers.failure``), so the answer is
+    the same whichever entry took the request. A session rotated by this
+    request sends its new cookie even when a gate then refuses: the rotation
+    is stored already, and the old token only lasts the grace period.
+    """
+    rotated: list[tuple[str, str]] = []
+    try:
+        # Most proxies ask without a query: its parsing is skipped then.
+        args = request.args if request.environ.get("QUERY_STRING") else None
+        minimum = args.get("role") if args is not None else None
+        if minimum is not None and minimum not in ROLES:
+            raise BadRequest(f"?role={minimum!r} is not one of {', '.join(ROLES)}")
+        allowed = (args.getlist("issuer") or None) if args is not None else None
+        caller = svc.authn.caller(request, allowed=allowed)
+        if caller.new_session_token and caller.session is not None:
+            rotated.append(
+                ("Set-Cookie", session_cookie(svc, caller.new_session_token, caller.session))
+            )
+        if args is not None:
+            _gates(caller, minimum, args.getlist("group"), args.getlist("scope"))
+        body, headers = identity_response(caller, svc.upstream_assertions, rendered)
+        headers.append(("Content-Type", "application/json"))
+        return 200, body, headers + rotated
+    except Exception as exc:
+        status, body, headers = failure(
+            exc, path=request.path, request_id=request_id, propagate=propagate
+        )
+        return status, body, headers + rotated
+
+
+def _gates(caller: Caller, minimum: str | None, groups: list[str], scopes: list[str]) -> None:
+    """``?role=`` (minimum), ``?group=`` (any of), ``?scope=`` (any of; unscoped passes)."""
     user = caller.user
-    groups = list(user.groups or [])
     if minimum is not None and not role_at_least(user.role, minimum):
         raise Forbidden(f"role {user.role} is below the required {minimum}")
-    wanted = request.args.getlist("group")
-    if wanted and not set(wanted) & set(groups):
+    if groups and not set(groups) & set(user.groups):
         raise Forbidden(
-            f"not in any of the groups {', '.join(wanted)} "
-            f"(member of: {', '.join(groups) or 'none'})"
+            f"not in any of the groups {', '.join(groups)} "
+            f"(member of: {', '.join(user.groups) or 'none'})"
         )
-    scopes = request.args.getlist("scope")
     if scopes and caller.scope is not None and not set(scopes) & set(caller.scope):
         raise Forbidden(
             f"the token's scope ({', '.join(caller.scope) or 'empty'}) includes none of "
             f"{', '.join(scopes)}"
         )
-    body, headers = identity_response(caller, service().upstream_assertions)
-    response = Response(body, mimetype="application/json")
-    response.headers.extend(headers)
-    return response
 
 
 # X-Auth-* headers together stay below this, so that the whole answer fits nginx's
 # default 4 KiB proxy buffer (CONTRACT §7): X-Auth-Groups gives way first.
 HEADER_BUDGET = 3 * 1024
 _TRUNCATED = ("X-Auth-Groups-Truncated", "true")
+# Rendered answers remembered per caller (an LRU, CONTRACT §7's bounded memory).
+RENDERED_ENTRIES = 10_000
+RENDERED_BYTES = 32 << 20
+
+
+Rendered = tuple[bytes, tuple[tuple[str, str], ...]]
 
 
 def identity_response(
-    caller: Caller, upstream: UpstreamAssertions | None = None
+    caller: Caller,
+    upstream: UpstreamAssertions | None = None,
+    rendered: LRUCache[tuple[Any, ...], Rendered] | None = None,
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The 200's body and X-Auth-* headers; one builder for both paths to this endpoint.
 
-    ``upstream`` (``[upstream_assertion]`` enabled) adds the signed assertion, from
-    its per-caller cache; it counts towards HEADER_BUDGET like the X-Auth-* headers,
-    so X-Auth-Groups gives way to it (the assertion keeps the full list).
+    The answer is a pure function of the caller (user, issuer, subject, scope,
+    forwarded claims) and the assertion: ``rendered`` remembers it, so a repeated
+    caller costs a dict lookup instead of a JSON encoding and the header budget.
+    """
+    assertion = upstream.header(caller) if upstream is not None else None
+    if rendered is None:
+        return _render(caller, assertion)
+    key = (caller.user, caller.issuer, caller.subject, caller.scope, caller.forwarded, assertion)
+    hit = rendered.get(key)
+    if hit is None:
+        body, headers = _render(caller, assertion)
+        hit = (body, tuple(headers))
+        rendered.put(key, hit, 2 * len(body) + sum(len(v) for _, v in headers) + 512)
+    return hit[0], list(hit[1])
+
+
+def _render(
+    caller: Caller, assertion: tuple[str, str] | None
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """``assertion`` (``[upstream_assertion]`` enabled) is the signed header; it counts
+    towards HEADER_BUDGET like the X-Auth-* headers, so X-Auth-Groups gives way to it
+    (the assertion keeps the full list).
 
     Values are the exact text of the account (granian writes a header's str as
     UTF-8), never a lossy ``?``: identifiers were refused at the mapping step
@@ -100,8 +175,8 @@ def identity_response(
     ]
     if caller.scope is not None:
         tail.append(("X-Auth-Scope", ",".join(_listed(s) for s in caller.scope)))
-    if upstream is not None:
-        tail.append(upstream.header(caller))
+    if assertion is not None:
+        tail.append(assertion)
     used = _size(headers) + _size(tail)
     for header in caller.forwarded:
         # Room is kept for the groups header and its truncation mark, however few groups.
@@ -129,6 +204,8 @@ def identity_response(
 
 def _listed(item: str) -> str:
     """An item of a comma-joined header: ``%`` and ``,`` inside it percent-encoded."""
+    if "%" not in item and "," not in item:
+        return item
     return item.replace("%", "%25").replace(",", "%2C")
 
 
@@ -149,49 +226,44 @@ def _header_value(value: str, what: str) -> str:
 
 
 class ForwardAuthFastPath:
-    """WSGI middleware answering the common forward-auth request before Flask's dispatch.
+    """The WSGI entry of forward-auth: every ``GET /api/auth/verify[/...]`` before Flask.
 
-    The common request — ``GET /api/auth/verify``, no query string, a JWT an
-    issuer of this process verified before and that is still valid, its
-    linked user unchanged and enabled — is the authentication service's
-    cached entry (``AuthnService.cached_caller``) plus the same response
-    builder as the view; Flask's request machinery would add ~120 µs to it.
-    Everything else (a new token, cookies, gates, any refusal, any error)
-    falls through to the Flask view, which answers it the long way.
+    Flask's request machinery (contexts, routing, hooks, response objects) costs
+    more than the whole answer of a repeated token; this entry calls the same
+    ``respond`` as the view with a bare werkzeug Request and adds what every
+    response gets (request id, security headers, metrics). Any path under the
+    prefix is taken as it is (Envoy ext_authz appends the original path,
+    doubled slashes and all), never redirected or refused as unknown.
     """
 
-    PATH = "/api/auth/verify"
-
-    def __init__(self, wsgi_app: WSGIApplication, svc: Service) -> None:
-        self.next = wsgi_app
-        self.authn = svc.authn
+    def __init__(self, app: Flask, svc: Service) -> None:
+        self.next = app.wsgi_app
+        self.config = app.config
+        self.svc = svc
         self.hooks = svc.hooks
-        self.upstream = svc.upstream_assertions
+        self.rendered: LRUCache[tuple[Any, ...], Rendered] = LRUCache(
+            RENDERED_ENTRIES, RENDERED_BYTES
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        if (
-            environ.get("PATH_INFO") == self.PATH
-            and environ.get("REQUEST_METHOD") == "GET"
-            and not environ.get("QUERY_STRING")
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "GET" or not (
+            path == PATH or path.startswith(PATH + "/")
         ):
-            answered = self._answer(environ, start_response)
-            if answered is not None:
-                return answered
-        return self.next(environ, start_response)
-
-    def _answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+            return self.next(environ, start_response)
         started = time.perf_counter()
-        caller = self.authn.cached_caller(environ)
-        if caller is None:
-            return None
-        try:
-            body, headers = identity_response(caller, self.upstream)
-        except Exception:  # e.g. a stored login no header can carry: the view refuses it
-            return None
-        headers.append(("Content-Type", "application/json"))
-        headers.append(("Content-Length", str(len(body))))
         rid = self.hooks.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        request_id.set(rid)
+        status, body, headers = respond(
+            Request(environ),
+            self.svc,
+            request_id=rid,
+            propagate=self.config["PROPAGATE_EXCEPTIONS"],
+            rendered=self.rendered,
+        )
+        headers.append(("Content-Length", str(len(body))))
         headers.extend(self.hooks.common_headers(rid))
-        start_response("200 OK", headers)
-        self.hooks.observe(self.PATH, 200, time.perf_counter() - started)
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, '')}", headers)
+        route = PATH if path == PATH else PATH + "/<path:_rest>"
+        self.hooks.observe(route, status, time.perf_counter() - started)
         return [body]

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, jsonify, redirect, request
+from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response
 
 from authsvc.authn import QUERY_PARAM, Caller
@@ -67,13 +68,18 @@ def _cookie_attributes(svc: Service) -> dict[str, Any]:
     }
 
 
-def set_session_cookie(response: Response, svc: Service, token: str, record: SessionRecord) -> None:
-    response.set_cookie(
+def session_cookie(svc: Service, token: str, record: SessionRecord) -> str:
+    """The ``Set-Cookie`` value carrying a session's token (login, rotation)."""
+    return dump_cookie(
         svc.settings.auth.login_cookie_name,
         token,
         max_age=svc.sessions.cookie_max_age(record),
         **_cookie_attributes(svc),
     )
+
+
+def set_session_cookie(response: Response, svc: Service, token: str, record: SessionRecord) -> None:
+    response.headers.add("Set-Cookie", session_cookie(svc, token, record))
 
 
 def clear_session_cookie(response: Response, svc: Service) -> None:
