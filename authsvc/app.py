@@ -77,7 +77,7 @@ def create_app(
     db = session_factory(engine)
     reads = ReadConnections(engine)
     remote_cache = make_remote_cache(settings.remote_cache, clock=clock)
-    metrics_ = Metrics()
+    metrics_ = Metrics(counting=settings.metrics.enabled)
     issuers = (
         Issuers.build(settings, db=db, remote_cache=remote_cache, clock=clock, metrics=metrics_)
         if identity_providers
@@ -117,6 +117,7 @@ def create_app(
     )
     app.extensions["authsvc"] = svc
 
+    app.url_map.converters["anyrest"] = forward_auth.AnyRest
     app.register_blueprint(health.bp)
     app.register_blueprint(forward_auth.bp)
     app.register_blueprint(login.bp)

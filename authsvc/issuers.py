@@ -99,7 +99,11 @@ def build_issuer(
             jwt,
             keys,
             clock=clock,
-            on_cache=None if metrics is None else (metrics.cache_hit.inc, metrics.cache_miss.inc),
+            on_cache=(
+                (metrics.cache_hit.inc, metrics.cache_miss.inc)
+                if metrics is not None and metrics.counting
+                else None
+            ),
         ),
         mapper=ClaimsMapper(jwt, settings.users.auto_assign_role),
         provisioner=provisioner,

@@ -37,8 +37,15 @@ class LRUCache(Generic[_K, _V]):
 
     def get(self, key: _K) -> _V | None:
         """The value, now the most recently used; None when absent."""
-        if key not in self._data:  # the common miss costs no lock
+        data = self._data
+        entry = data.get(key)
+        if entry is None:  # the common miss costs no lock
             return None
+        try:
+            if next(reversed(data)) == key:  # already the newest (one busy token): no lock
+                return entry[0]
+        except RuntimeError:  # another thread changed the dict between the two calls
+            pass
         with self._lock:
             entry = self._data.pop(key, None)
             if entry is None:

@@ -28,9 +28,15 @@ SESSION_EVENTS = ("created", "rotated", "revoked", "expired")
 
 
 class Metrics:
-    """The collectors of one app; the increments the rest of the service calls."""
+    """The collectors of one app; the increments the rest of the service calls.
 
-    def __init__(self) -> None:
+    ``counting=False`` (``[metrics] enabled = false``): every increment is a no-op,
+    so an operator who does not scrape pays nothing for the counters, and the
+    bench can show what they cost.
+    """
+
+    def __init__(self, counting: bool = True) -> None:
+        self.counting = counting
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -87,17 +93,20 @@ class Metrics:
         return child
 
     def authenticated(self, issuer: str, result: str) -> None:
-        self._child(self.auth, issuer or "none", result).inc()
+        if self.counting:
+            self._child(self.auth, issuer or "none", result).inc()
 
     def jwks_fetched(self, issuer: str, ok: bool) -> None:
-        self._child(self.jwks_fetches, issuer, "ok" if ok else "error").inc()
+        if self.counting:
+            self._child(self.jwks_fetches, issuer, "ok" if ok else "error").inc()
 
     def session(self, event: str, count: int = 1) -> None:
-        if count:
+        if count and self.counting:
             self._session_events[event].inc(count)
 
     def signed_up(self, issuer: str) -> None:
-        self._child(self.signups, issuer).inc()
+        if self.counting:
+            self._child(self.signups, issuer).inc()
 
     def add_gauges(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Gauges read at scrape time (the JWKS ones): in every view, multiprocess or not."""

@@ -42,6 +42,8 @@ class RequestHooks:
         return [("X-Request-Id", rid), *self._security]
 
     def observe(self, route: str, status: int, seconds: float | None) -> None:
+        if not self._metrics.counting:
+            return
         pair = self._children.get((route, status))
         if pair is None:
             pair = self._children[(route, status)] = (

@@ -18,7 +18,8 @@ unrecorded warm-up) against a real server on 127.0.0.1 with 2 workers:
   new token on every request (tokens cycled from a list longer than the
   verified-token cache can hold, so none is a cache hit), and a session cookie;
 * the repeated token again with ``[upstream_assertion]`` on (ES256 signing key),
-  and with three issuers configured on the header (routed by ``iss``);
+  with three issuers configured on the header (routed by ``iss``), and with
+  ``[metrics] enabled = false`` (no counting: what the counters cost);
 * with ``--logins``, ``POST /api/login/jwt`` for the existing user.
 
 Then the ratios the issues set goals for. wrk shares the machine's CPUs with
@@ -100,6 +101,9 @@ GOALS = (
     ),
     Goal("with [upstream_assertion] on / off", "assertion-sqlite", "jwt-sqlite", 0.85),
     Goal("three issuers / one issuer (repeated token)", "issuers3-sqlite", "jwt-sqlite", 0.95),
+    Goal(
+        "metrics counted / [metrics] off (repeated token)", "jwt-sqlite", "nometrics-sqlite", 0.95
+    ),
 )
 
 
@@ -152,9 +156,11 @@ def authsvc_command(
     *,
     issuers: int = 1,
     assertion: bool = False,
+    metrics: bool = True,
 ) -> list[str]:
     """``authsvc serve`` on ``home``. ``issuers`` > 1 adds named issuers on the same header,
-    told apart by ``issuer``; ``assertion`` turns ``[upstream_assertion]`` on."""
+    told apart by ``issuer``; ``assertion`` turns ``[upstream_assertion]`` on; ``metrics``
+    off stops counting."""
     args = [
         f"cfg:server.http_port={port}",
         f"cfg:server.workers={workers}",
@@ -179,6 +185,8 @@ def authsvc_command(
             f"cfg:signing.key_file={home / 'signing.pem'}",
             "cfg:upstream_assertion.enabled=true",
         ]
+    if not metrics:
+        args.append("cfg:metrics.enabled=false")
     if database_url:
         args += ["cfg:database.type=postgres", f"cfg:database.url={database_url}"]
     return [sys.executable, "-m", "authsvc", "serve", "--homepath", str(home), *args]
@@ -493,6 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )),
             ("three issuers", lambda: bench.variant(
                 "issuers3-sqlite", "/api/auth/verify, repeated token, three issuers", issuers=3
+            )),
+            ("metrics off", lambda: bench.variant(
+                "nometrics-sqlite", "/api/auth/verify, repeated token, [metrics] off",
+                metrics=False,
             )),
         ]  # fmt: skip
         for name, step in steps:

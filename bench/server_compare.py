@@ -57,6 +57,8 @@ class Variant:
     server: str  # "gunicorn" or "granian"
     extra: tuple[str, ...] = ()
     note: str = ""
+    workers: int | None = None
+    """Worker processes for this variant; None = ``--workers``."""
 
 
 def default_variants(workers: int) -> list[Variant]:
@@ -75,10 +77,24 @@ def default_variants(workers: int) -> list[Variant]:
         Variant("granian bt=2", "granian", ("--blocking-threads", "2")),
         Variant("granian bt=4", "granian", ("--blocking-threads", "4")),
         Variant("granian bt=16", "granian", ("--blocking-threads", "16")),
+        # The other settings the performance issue asked about, each beside bt=4.
+        Variant("granian bt=4 backpressure=8", "granian", (*BT4, "--backpressure", "8")),
+        Variant("granian bt=4 backpressure=64", "granian", (*BT4, "--backpressure", "64")),
+        Variant(
+            "granian bt=4 http1-buffer 64 KiB", "granian", (*BT4, "--http1-buffer-size", "65536")
+        ),
+        Variant("granian bt=4 runtime-threads=2", "granian", (*BT4, "--runtime-threads", "2")),
+        Variant("granian bt=4, 1 worker", "granian", BT4, workers=1),
+        Variant("granian bt=4, 3 workers", "granian", BT4, workers=3),
+        Variant("granian bt=4, 4 workers", "granian", BT4, workers=4),
     ]
 
 
+BT4 = ("--blocking-threads", "4")
+
+
 def server_command(variant: Variant, port: int, workers: int) -> list[str]:
+    workers = variant.workers or workers
     if variant.server == "gunicorn":
         return [
             str(VENV_BIN / "gunicorn"),

@@ -91,6 +91,38 @@ def test_a_repeated_token_is_a_cache_hit(app: Flask) -> None:
     assert cache == {'{result="hit"}': 2.0, '{result="miss"}': 1.0}
 
 
+def test_metrics_off_serves_nothing_and_counts_nothing(make_app: Callable[..., Flask]) -> None:
+    app = make_app(
+        {
+            "metrics": {"enabled": "false"},
+            "auth.jwt": {
+                "enabled": "true",
+                "header_name": HEADER,
+                "hmac_secret": SECRET,
+                "auto_sign_up": "true",
+                "username_claim": "sub",
+            },
+        }
+    )
+    client = app.test_client()
+    tok = token("off")
+    for _ in range(2):
+        assert client.get("/api/auth/verify", headers={HEADER: tok}).status_code == 200
+    assert client.get("/api/auth/verify", headers={HEADER: "x.y.z"}).status_code == 401
+    assert client.get("/metrics").status_code == 404
+    # Nothing was counted: the registry a scrape would read holds no sample above zero.
+    from prometheus_client import generate_latest
+
+    text = generate_latest(app.extensions["authsvc"].metrics.registry).decode()
+    for name in (
+        "authsvc_auth_total",
+        "authsvc_verified_cache_total",
+        "authsvc_signups_total",
+        "authsvc_http_requests_total",
+    ):
+        assert not any(v > 0 for v in samples(text, name).values()), name
+
+
 def test_session_events_are_counted(app: Flask) -> None:
     client = app.test_client(use_cookies=False)
     login = client.post("/api/login/jwt", headers={HEADER: token("s")})

@@ -26,14 +26,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 import requests
 import schemathesis
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import OctKey
@@ -197,26 +196,9 @@ def _run(
     def check(case: Case) -> None:
         if prepare is not None:
             prepare(case)
-        if _hits_known_bug(case):
-            reject()
         case.call_and_validate(base_url=live.base_url)
 
     check()
-
-
-def _hits_known_bug(case: Case) -> bool:
-    """Requests that meet a known product bug, kept out until it is fixed.
-
-    ``GET /api/auth/verify/<path>`` must answer as ``/api/auth/verify`` for any path
-    (docs/reference.md), but werkzeug's ``path`` converter routes neither a path that starts
-    with ``/`` (308 redirect to the slash-merged URL) nor one with a line break after
-    its first character (404).
-    """
-    rest = (case.path_parameters or {}).get("path")
-    if not isinstance(rest, str):
-        return False
-    rest = unquote(rest)  # schemathesis may hold it percent-encoded already
-    return rest.startswith("/") or "\n" in rest[1:]
 
 
 def _as_admin(case: Case, live: Live) -> None:

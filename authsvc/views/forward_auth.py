@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Request
 
 from authsvc.authn import Caller
@@ -40,12 +41,27 @@ bp = Blueprint("forward_auth", __name__)
 
 
 PATH = "/api/auth/verify"
+# Any path below PATH (Envoy ext_authz); also the route label in the metrics.
+REST_RULE = PATH + "/<anyrest:_rest>"
+
+
+class AnyRest(BaseConverter):
+    """The rest of a path, whatever it holds: empty segments, leading slashes, line breaks.
+
+    Envoy ext_authz appends the original request path; werkzeug's ``path``
+    converter would redirect ``//x`` and refuse a path with a line break.
+    Registered as ``anyrest`` by ``create_app``.
+    """
+
+    regex = r"[\s\S]*"
+    part_isolating = False
 
 
 @bp.get(PATH)
-@bp.get(PATH + "/<path:_rest>")
+@bp.get(REST_RULE, merge_slashes=False)
 def verify(_rest: str = "") -> Response:
-    """Reached only where the WSGI entry below does not answer (HEAD): the same answer."""
+    """The route as Flask knows it (URL map, docs, OpenAPI); ForwardAuthFastPath below
+    answers every GET and HEAD before Flask dispatches, with this same ``respond``."""
     status, body, headers = respond(
         request,
         service(),
@@ -226,7 +242,7 @@ def _header_value(value: str, what: str) -> str:
 
 
 class ForwardAuthFastPath:
-    """The WSGI entry of forward-auth: every ``GET /api/auth/verify[/...]`` before Flask.
+    """The WSGI entry of forward-auth: every ``GET``/``HEAD /api/auth/verify[/...]`` before Flask.
 
     Flask's request machinery (contexts, routing, hooks, response objects) costs
     more than the whole answer of a repeated token; this entry calls the same
@@ -247,7 +263,8 @@ class ForwardAuthFastPath:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
         path = environ.get("PATH_INFO", "")
-        if environ.get("REQUEST_METHOD") != "GET" or not (
+        method = environ.get("REQUEST_METHOD")
+        if (method != "GET" and method != "HEAD") or not (
             path == PATH or path.startswith(PATH + "/")
         ):
             return self.next(environ, start_response)
@@ -263,7 +280,9 @@ class ForwardAuthFastPath:
         )
         headers.append(("Content-Length", str(len(body))))
         headers.extend(self.hooks.common_headers(rid))
-        start_response(f"{status} {HTTP_STATUS_CODES.get(status, '')}", headers)
-        route = PATH if path == PATH else PATH + "/<path:_rest>"
+        start_response(
+            f"{status} {HTTP_STATUS_CODES.get(status, '').upper()}", headers
+        )  # as werkzeug
+        route = PATH if path == PATH else REST_RULE
         self.hooks.observe(route, status, time.perf_counter() - started)
-        return [body]
+        return [body] if method == "GET" else []  # HEAD: the same headers, no body
