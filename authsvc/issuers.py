@@ -100,7 +100,7 @@ def build_issuer(
             keys,
             clock=clock,
             on_cache=(
-                (metrics.cache_hit.inc, metrics.cache_miss.inc)
+                (metrics.cache_hit.one, metrics.cache_miss.one)
                 if metrics is not None and metrics.counting
                 else None
             ),

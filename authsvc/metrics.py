@@ -10,11 +10,21 @@ answering worker's issuers at scrape time.
 
 Envoy's ``jwt_authn`` statistics are the model: authentications by issuer
 and result, JWKS fetches, verified-token cache hits and misses.
+
+Cost: a forward-auth request adds to five series (its route and status, a
+latency bucket and sum, its issuer and result, the cache). Through
+prometheus-client's own calls that is five lock-getpid-lookup-write rounds,
+~12 µs a request (measured: 78 → 90 µs in process). ``_Series`` writes the
+same values into the same per-process file directly (~0.3 µs each); every
+scrape still sees every worker's exact counts.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
+import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -25,6 +35,69 @@ from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SESSION_EVENTS = ("created", "rotated", "revoked", "expired")
+_VALUE_AND_TIMESTAMP = struct.Struct("dd").pack
+
+
+class _Series:
+    """One series' value (a counter's, a histogram bucket's or sum's), added to cheaply.
+
+    Under multiprocess mode the value lives in prometheus-client's per-process
+    file (``MmapedDict``): this writes the new total at the series' position,
+    as prometheus-client does (whole 16 bytes at once, so a scrape never reads
+    a half-written value), without its per-call getpid and key lookup. Only
+    this object writes its series. Anywhere else (a registry of the app's
+    own), or should prometheus-client's internals ever differ, it calls the
+    value's own ``inc``.
+    """
+
+    __slots__ = ("_file", "_lock", "_pos", "_value", "inc")
+
+    def __init__(self, value: Any, lock: threading.Lock) -> None:
+        self._value = value
+        self._lock = lock
+        file: Any = getattr(value, "_file", None)
+        positions = getattr(file, "_positions", None)
+        key = getattr(value, "_key", None)
+        if positions is None or key not in positions or not hasattr(file, "_m"):
+            self.inc: Callable[[float], None] = value.inc
+            return
+        self._file = file
+        self._pos = positions[key]
+        self.inc = self._write
+
+    def _write(self, amount: float = 1.0) -> None:
+        value = self._value
+        with self._lock:
+            value._value = total = value._value + amount
+            # The file's mapping object may be replaced when it grows; positions stay.
+            self._file._m[self._pos : self._pos + 16] = _VALUE_AND_TIMESTAMP(total, 0.0)
+
+    def one(self) -> None:
+        """Add 1: a zero-argument callable for callbacks."""
+        self.inc(1.0)
+
+
+class _Latency:
+    """One route's latency histogram: the bucket found by bisection, then two adds."""
+
+    __slots__ = ("_bounds", "_buckets", "_sum", "observe")
+
+    def __init__(self, child: Any, lock: threading.Lock) -> None:
+        bounds = getattr(child, "_upper_bounds", None)
+        buckets = getattr(child, "_buckets", None)
+        total = getattr(child, "_sum", None)
+        if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+            self.observe: Callable[[float], None] = child.observe
+            return
+        self._bounds = list(bounds)
+        self._buckets = [_Series(b, lock) for b in buckets]
+        self._sum = _Series(total, lock)
+        self.observe = self._observe
+
+    def _observe(self, seconds: float) -> None:
+        # prometheus-client's rule: the first bucket whose upper bound is >= the value.
+        self._buckets[bisect.bisect_left(self._bounds, seconds)].inc(1.0)
+        self._sum.inc(seconds)
 
 
 class Metrics:
@@ -78,35 +151,56 @@ class Metrics:
             "authsvc_signups_total", "Users created on first login, by issuer", ["issuer"],
             registry=r,
         )  # fmt: skip
-        # Label children found once: labels() takes a lock on every call.
-        self._children: dict[tuple[str, ...], Any] = {}
-        self.cache_hit = self.verified_cache.labels("hit")
-        self.cache_miss = self.verified_cache.labels("miss")
-        self._session_events = {event: self.sessions.labels(event) for event in SESSION_EVENTS}
+        # Series found once (labels() takes a lock and builds a key on every call).
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, ...], _Series] = {}
+        self._requests: dict[tuple[str, int], tuple[_Series, _Latency]] = {}
+        self.cache_hit = self._find(self.verified_cache, "hit")
+        self.cache_miss = self._find(self.verified_cache, "miss")
+        for event in SESSION_EVENTS:  # shown from the start, at 0
+            self._find(self.sessions, event)
         self._gauges: list[Collector] = []
 
-    def _child(self, counter: Counter, *labels: str) -> Any:
+    def _find(self, counter: Counter, *labels: str) -> _Series:
         key = (counter._name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(*labels)
-        return child
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.get(key)
+                if series is None:
+                    child = counter.labels(*labels)
+                    series = self._series[key] = _Series(child._value, self._lock)
+        return series
+
+    def request(self, route: str, status: int, seconds: float | None) -> None:
+        """One HTTP request answered: its route (the URL rule), status and latency."""
+        if not self.counting:
+            return
+        pair = self._requests.get((route, status))
+        if pair is None:
+            pair = self._requests[(route, status)] = (
+                self._find(self.requests, route, str(status)),
+                _Latency(self.latency.labels(route), self._lock),
+            )
+        pair[0].inc(1.0)
+        if seconds is not None:
+            pair[1].observe(seconds)
 
     def authenticated(self, issuer: str, result: str) -> None:
         if self.counting:
-            self._child(self.auth, issuer or "none", result).inc()
+            self._find(self.auth, issuer or "none", result).inc(1.0)
 
     def jwks_fetched(self, issuer: str, ok: bool) -> None:
         if self.counting:
-            self._child(self.jwks_fetches, issuer, "ok" if ok else "error").inc()
+            self._find(self.jwks_fetches, issuer, "ok" if ok else "error").inc(1.0)
 
     def session(self, event: str, count: int = 1) -> None:
         if count and self.counting:
-            self._session_events[event].inc(count)
+            self._find(self.sessions, event).inc(float(count))
 
     def signed_up(self, issuer: str) -> None:
         if self.counting:
-            self._child(self.signups, issuer).inc()
+            self._find(self.signups, issuer).inc(1.0)
 
     def add_gauges(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Gauges read at scrape time (the JWKS ones): in every view, multiprocess or not."""

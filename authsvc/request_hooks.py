@@ -10,7 +10,6 @@ import itertools
 import os
 import secrets
 import time
-from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -28,8 +27,6 @@ class RequestHooks:
         if not allow_embedding:
             self._security.append(("X-Frame-Options", "deny"))
         self._metrics = metrics
-        # Per (route, status) metric children, found once: labels() takes a lock each call.
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def request_id(self, incoming: str) -> str:
         """The caller's X-Request-Id when it is sane, else a new one."""
@@ -42,17 +39,7 @@ class RequestHooks:
         return [("X-Request-Id", rid), *self._security]
 
     def observe(self, route: str, status: int, seconds: float | None) -> None:
-        if not self._metrics.counting:
-            return
-        pair = self._children.get((route, status))
-        if pair is None:
-            pair = self._children[(route, status)] = (
-                self._metrics.requests.labels(route, str(status)),
-                self._metrics.latency.labels(route),
-            )
-        pair[0].inc()
-        if seconds is not None:
-            pair[1].observe(seconds)
+        self._metrics.request(route, status, seconds)
 
     def install(self, app: Flask) -> None:
         @app.before_request

@@ -60,7 +60,7 @@ from authsvc.verifier import Verifier
 REPO = Path(__file__).resolve().parent.parent
 HEADER = "X-JWT-Assertion"
 # The issue's targets (figures, not assertions: see shared STYLE "Speed is a feature").
-RS256_RATIO_TARGET = 2.2
+RS256_RATIO_TARGET = 1.6  # issue "Performance" (it was 2.2 before)
 CACHE_HIT_TARGET_US = 3.0
 
 

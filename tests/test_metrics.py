@@ -211,3 +211,67 @@ def get(url: str, tok: str = "") -> requests.Response:
 def worker(response: requests.Response) -> str:
     """The answering worker: request ids are ``<random><pid>-<n>`` per process."""
     return response.headers["X-Request-Id"].rsplit("-", 1)[0]
+
+
+_MULTIPROCESS_CHECK = """
+import json, threading
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from authsvc.metrics import Metrics
+
+metrics = Metrics()
+assert metrics.cache_hit.inc == metrics.cache_hit._write, "not the direct path"
+
+def work():
+    for _ in range(1000):
+        metrics.request("/api/auth/verify", 200, 0.0007)
+        metrics.request("/edge", 200, 0.0005)  # on a bound: that bucket, as prometheus-client
+        metrics.authenticated("jwt", "ok")
+        metrics.cache_hit.one()
+
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+out = {}
+for family in registry.collect():
+    for s in family.samples:
+        out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+print(json.dumps(out))
+"""
+
+
+def test_multiprocess_series_are_written_exactly_by_the_direct_path(tmp_path: Path) -> None:
+    """Under serve, series are written straight into prometheus-client's files (metrics.py
+    ``_Series``): from four threads, every increment is in the file a scrape reads, in the
+    right histogram bucket. Runs in a process of its own: prometheus-client picks its
+    multiprocess mode when it is imported."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _MULTIPROCESS_CHECK],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    values = json.loads(done.stdout)
+    route = '"route": "/api/auth/verify"'
+    assert values["authsvc_http_requests_total{" + route + ', "status": "200"}'] == 4000
+    assert values['authsvc_auth_total{"issuer": "jwt", "result": "ok"}'] == 4000
+    assert values['authsvc_verified_cache_total{"result": "hit"}'] == 4000
+    bucket = "authsvc_http_request_duration_seconds_bucket"
+    assert values[bucket + '{"le": "0.0005", ' + route + "}"] == 0
+    assert values[bucket + '{"le": "0.001", ' + route + "}"] == 4000  # cumulative from here
+    assert values[bucket + '{"le": "+Inf", ' + route + "}"] == 4000
+    assert values[bucket + '{"le": "0.0005", "route": "/edge"}'] == 4000
+    total = values["authsvc_http_request_duration_seconds_sum{" + route + "}"]
+    assert abs(total - 4000 * 0.0007) < 1e-9
