@@ -19,7 +19,9 @@ unrecorded warm-up) against a real server on 127.0.0.1 with 2 workers:
   verified-token cache can hold, so none is a cache hit), and a session cookie;
 * the repeated token again with ``[upstream_assertion]`` on (ES256 signing key),
   with three issuers configured on the header (routed by ``iss``), and with
-  ``[metrics] enabled = false`` (no counting: what the counters cost);
+  ``[metrics] enabled = false`` (no counting: what the counters cost) — each of
+  these next to a server with the defaults, measured alternately with it, so that
+  the ratio is not the machine drifting between rows minutes apart;
 * with ``--logins``, ``POST /api/login/jwt`` for the existing user.
 
 Then the ratios the issues set goals for. wrk shares the machine's CPUs with
@@ -29,6 +31,7 @@ the servers: figures compare with each other, in one run, not with other hosts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -99,11 +102,10 @@ GOALS = (
     Goal(
         "session cookie, PostgreSQL / repeated token SQLite", "cookie-postgres", "jwt-sqlite", 0.4
     ),
-    Goal("with [upstream_assertion] on / off", "assertion-sqlite", "jwt-sqlite", 0.85),
-    Goal("three issuers / one issuer (repeated token)", "issuers3-sqlite", "jwt-sqlite", 0.95),
-    Goal(
-        "metrics counted / [metrics] off (repeated token)", "jwt-sqlite", "nometrics-sqlite", 0.95
-    ),
+    # Each variant against its own base, measured alternately with it (Bench.variant).
+    Goal("with [upstream_assertion] on / off", "assertion", "assertion-base", 0.85),
+    Goal("three issuers / one issuer (repeated token)", "issuers3", "issuers3-base", 0.95),
+    Goal("metrics counted / [metrics] off (repeated token)", "nometrics-base", "nometrics", 0.95),
 )
 
 
@@ -388,22 +390,48 @@ class Bench:
         self.measure(rows, run)
 
     def variant(self, key: str, name: str, **options: object) -> None:
-        """The repeated token on a server with one option changed (SQLite)."""
+        """The repeated token on a server with one option changed (SQLite), next to a
+        server without the change, measured alternately (base, variant, base, ...) so
+        that both see the same moment of a machine whose speed drifts over minutes;
+        the goal's ratio is to this paired base."""
         row = Row(name, key)
-        s = self.tmp / key
-        home = make_home(s, self.key)
+        base = Row("  its paired base (defaults, one issuer), same rounds", key + "-base")
         token = make_token(self.key, 3600)
 
         def run() -> None:
-            port = free_port()
-            cmd = authsvc_command(home, port, self.args.workers, "", **options)  # type: ignore[arg-type]
-            with launch(cmd, port, s / "authsvc.log") as server:
-                server.wait_ready("/api/health")
-                login(port, token)
-                script = lua_script(s / "jwt.lua", "GET", {HEADER: token})
-                row.result = self.wrk(server, "/api/auth/verify", script)
+            with contextlib.ExitStack() as stack:
+                servers = []
+                for which, opts in (("base", {}), ("variant", options)):
+                    s = self.tmp / key / which
+                    home = make_home(s, self.key)
+                    port = free_port()
+                    cmd = authsvc_command(home, port, self.args.workers, "", **opts)  # type: ignore[arg-type]
+                    server = stack.enter_context(launch(cmd, port, s / "authsvc.log"))
+                    server.wait_ready("/api/health")
+                    login(port, token)
+                    servers.append((server, lua_script(s / "jwt.lua", "GET", {HEADER: token})))
+                base.result, row.result = self.alternate(servers)
 
-        self.measure([row], run)
+        self.measure([row, base], run)
+
+    def alternate(self, servers: Sequence[tuple[Server, Path]]) -> list[WrkResult]:
+        """Each server warmed up, then one measured run of each in turn, ``--repeat``
+        rounds (at least 3); the median run of each."""
+        a = self.args
+        threads = min(a.threads, a.connections)
+        urls = [f"http://{HOST}:{server.port}/api/auth/verify" for server, _ in servers]
+        if a.warmup:
+            for url, (_, script) in zip(urls, servers, strict=True):
+                run_wrk(url, a.warmup, threads, a.connections, script)
+        runs: list[list[WrkResult]] = [[] for _ in servers]
+        for _ in range(max(3, a.repeat)):
+            for n, (url, (server, script)) in enumerate(zip(urls, servers, strict=True)):
+                result, raw = run_wrk(url, a.duration, threads, a.connections, script)
+                if a.verbose:
+                    print(raw, file=sys.stderr)
+                server.check_alive()
+                runs[n].append(result)
+        return [sorted(r, key=lambda x: x.requests_per_sec)[len(r) // 2] for r in runs]
 
 
 # ------------------------------------------------------------------ report
@@ -496,14 +524,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps += [
             ("node + jose", lambda: bench.node(tokens)),
             ("assertion", lambda: bench.variant(
-                "assertion-sqlite", "/api/auth/verify, repeated token, [upstream_assertion] on",
+                "assertion", "/api/auth/verify, repeated token, [upstream_assertion] on",
                 assertion=True,
             )),
             ("three issuers", lambda: bench.variant(
-                "issuers3-sqlite", "/api/auth/verify, repeated token, three issuers", issuers=3
+                "issuers3", "/api/auth/verify, repeated token, three issuers", issuers=3
             )),
             ("metrics off", lambda: bench.variant(
-                "nometrics-sqlite", "/api/auth/verify, repeated token, [metrics] off",
+                "nometrics", "/api/auth/verify, repeated token, [metrics] off",
                 metrics=False,
             )),
         ]  # fmt: skip

@@ -3,7 +3,7 @@
 Usage (from the project root; needs ``pip install py-spy`` in the venv)::
 
     /work/venv/bin/python bench/profile_requests.py [--db sqlite|postgres]
-        [--scenario verify-jwt|verify-cookie|login|all] [-n 3000] [--save DIR]
+        [--scenario verify-jwt|verify-fresh|verify-cookie|login|all] [-n 3000] [--save DIR]
     /work/venv/bin/python bench/profile_requests.py --collapsed FILE  # a py-spy raw file
 
 Builds the app as one ``authsvc serve`` worker does (``create_app``, not testing,
@@ -12,6 +12,8 @@ logs the bench user in once, then calls the WSGI app directly with a prebuilt
 environ (no HTTP server, no test client) for each scenario:
 
 * ``verify-jwt``: ``GET /api/auth/verify`` with one repeated RS256 JWT (http_bench b);
+* ``verify-fresh``: the same with a token never seen before on every request (the
+  bench user's, cycled from a list longer than the verified-token cache);
 * ``verify-cookie``: the same with the session cookie (http_bench c);
 * ``login``: ``POST /api/login/jwt`` for the existing user (http_bench d).
 
@@ -32,6 +34,7 @@ import base64
 import contextlib
 import cProfile
 import io
+import itertools
 import json
 import os
 import pstats
@@ -61,7 +64,9 @@ REPO = Path(__file__).resolve().parent.parent
 HEADER = "X-JWT-Assertion"
 COOKIE = "authsvc_session"
 PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-SCENARIOS = ("verify-jwt", "verify-cookie", "login")
+SCENARIOS = ("verify-jwt", "verify-fresh", "verify-cookie", "login")
+# More distinct tokens than the verified-token cache holds (10,000, LRU): none is a hit.
+FRESH_TOKENS = 12_000
 
 # Self time by component: the first rule whose path fragment matches the sampled leaf frame.
 # C calls are sampled in their Python caller: the driver's C time shows in SQLAlchemy's
@@ -200,18 +205,26 @@ def build_app(tmp: Path, url: str, key: RSAKey, log_file: io.TextIOBase) -> Flas
         return create_app(settings, migrate_schema=True, background=False)
 
 
-def make_token(key: RSAKey) -> str:
+def make_token(key: RSAKey, jti: str = "") -> str:
     now = int(time.time())
     claims = {"sub": "bench-user", "iat": now, "exp": now + 3600, "name": "Bench User"}
+    if jti:
+        claims["jti"] = jti
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SecurityWarning)
         return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key, ["RS256"])
 
 
-def wsgi_caller(app: Flask, method: str, path: str, headers: dict[str, str]) -> Callable[[], int]:
-    """One request straight into the WSGI app, as a server calls it; returns the status."""
+def wsgi_caller(
+    app: Flask, method: str, path: str, headers: dict[str, str], tokens: Sequence[str] = ()
+) -> Callable[[], int]:
+    """One request straight into the WSGI app, as a server calls it; returns the status.
+
+    With ``tokens``, each request carries the next of them in the JWT header (cycled)."""
     base = EnvironBuilder(path=path, method=method, headers=headers).get_environ()
     status: list[str] = []
+    cycle = itertools.cycle(tokens) if tokens else None
+    header_key = "HTTP_" + HEADER.upper().replace("-", "_")
 
     def start_response(s: str, _headers: Any, _exc: Any = None) -> Any:
         status.append(s)
@@ -220,6 +233,8 @@ def wsgi_caller(app: Flask, method: str, path: str, headers: dict[str, str]) -> 
     def call() -> int:
         environ = dict(base)
         environ["wsgi.input"] = io.BytesIO(b"")
+        if cycle is not None:
+            environ[header_key] = next(cycle)
         status.clear()
         body = app(environ, start_response)
         try:
@@ -419,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = RSAKey.generate_key(2048, {"kid": "bench"})
     token = make_token(key)
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    fresh = (
+        [make_token(key, f"fresh-{n}") for n in range(FRESH_TOKENS)]
+        if "verify-fresh" in scenarios
+        else []
+    )
     with (
         tempfile.TemporaryDirectory(prefix="profile_requests_") as tmp,
         database(args.db) as url,
@@ -428,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cookie = set_cookie_value(app, token)
         calls = {
             "verify-jwt": wsgi_caller(app, "GET", "/api/auth/verify", {HEADER: token}),
+            "verify-fresh": wsgi_caller(app, "GET", "/api/auth/verify", {}, fresh),
             "verify-cookie": wsgi_caller(
                 app, "GET", "/api/auth/verify", {"Cookie": f"{COOKIE}={cookie}"}
             ),
