@@ -132,33 +132,41 @@ def route(token: str, candidates: Sequence[Issuer]) -> Issuer:
     list it (else those listing none), then its ``alg`` family picks between an
     HMAC-only issuer and an asymmetric one. The chosen issuer alone verifies it.
     """
-    return route_explained(token, candidates)[0]
+    return _route(token, candidates, explain=False)[0]
 
 
 def route_explained(token: str, candidates: Sequence[Issuer]) -> tuple[Issuer, str]:
     """``route``, and why it chose that issuer (for ``token inspect``)."""
+    return _route(token, candidates, explain=True)
+
+
+def _route(token: str, candidates: Sequence[Issuer], *, explain: bool) -> tuple[Issuer, str]:
+    # The explanation is only built for the doctor: on every request it would cost
+    # more than the routing itself.
     remaining = list(candidates)
     iss: object = None
-    why = "the only issuer that takes it"
+    why = ["the only issuer that takes it"]
     if any(c.settings.issuer for c in remaining):
         iss = _unverified(token, 1).get("iss")
         listed = [c for c in remaining if isinstance(iss, str) and iss in c.settings.issuer]
         remaining = listed or [c for c in remaining if not c.settings.issuer]
-        shown = f"'{_printable(iss)}'" if isinstance(iss, str) else "(none)"
-        why = (
-            f"its issuer list holds the token's iss {shown}"
-            if listed
-            else f"no issuer lists the token's iss {shown}, and it lists none"
-        )
+        if explain:
+            shown = f"'{_printable(iss)}'" if isinstance(iss, str) else "(none)"
+            why = [
+                f"its issuer list holds the token's iss {shown}"
+                if listed
+                else f"no issuer lists the token's iss {shown}, and it lists none"
+            ]
     if len(remaining) > 1:
         alg = _unverified(token, 0).get("alg")
         hmac = isinstance(alg, str) and alg.startswith("HS")
         remaining = [c for c in remaining if c.hmac_only == hmac]
-        why += f"; alg {_printable(alg) if isinstance(alg, str) else '(none)'} picks the " + (
-            "HMAC issuer" if hmac else "issuer with asymmetric keys"
-        )
+        if explain:
+            shown = _printable(alg) if isinstance(alg, str) else "(none)"
+            kind = "HMAC issuer" if hmac else "issuer with asymmetric keys"
+            why.append(f"alg {shown} picks the {kind}")
     if len(remaining) == 1:
-        return remaining[0], why
+        return remaining[0], "; ".join(why)
     names = ", ".join(c.name for c in candidates)
     if not remaining:
         if iss is None:

@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from joserfc.jwk import ECKey
 from verify_bench import HEADER, Timing, measure, settings_for, sign
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from authsvc.app import create_app
 from authsvc.config import SigningKeySettings
@@ -124,8 +126,8 @@ def app_rows(
         rows.append(row(what, measure(get, *timing(args))))
         if on == "true":
             upstream = app.extensions["authsvc"].upstream_assertions
-            environ = {"HTTP_" + HEADER.upper().replace("-", "_"): token}
-            caller = app.extensions["authsvc"].authn.cached_caller(environ)
+            environ = EnvironBuilder("/api/auth/verify", headers={HEADER: token}).get_environ()
+            caller = app.extensions["authsvc"].authn.caller(Request(environ))
             assert upstream is not None and caller is not None
             hit = measure(lambda u=upstream, c=caller: u.header(c), *timing(args))
             rows.append(row("upstream assertion, per-caller cache hit", hit))

@@ -13,7 +13,12 @@ loop; the garbage collector stays on, as in the server):
   ``cryptography`` / ``hmac`` verification of the *same* signature, and their ratio;
 * ``Verifier.verify`` answering from the verified-token cache;
 * ``GET /api/auth/verify`` through Flask's test client (SQLite, auto sign-up), for
-  reference: a JWT in the header (cache on, then off) and a session cookie.
+  reference: a JWT in the header (cache on, then off) and a session cookie;
+* the same request as granian calls the WSGI app (no test client), with a repeated
+  RS256 JWT: one issuer, three issuers on the header, and ``[metrics] enabled =
+  false`` — measured in a child process with ``PROMETHEUS_MULTIPROC_DIR`` set, so
+  the counters are written as under ``authsvc serve``: what routing among issuers
+  and what the counters cost per request, without wrk's ±10 %.
 
 Settings come from ``conf/defaults.ini`` of this checkout plus ``cfg:`` arguments
 (``load_settings(args=[...], environ={})``); keys are built by the same providers
@@ -31,6 +36,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +54,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, Key, KeySet, OctKey, OKPKey, RSAKey
+from werkzeug.test import EnvironBuilder
 
 from authsvc.app import create_app
 from authsvc.config import Settings, load_settings
@@ -93,9 +100,11 @@ def make_keys() -> dict[str, Key]:
     }
 
 
-def sign(key: Key | bytes, alg: str, sub: str = "bench-user") -> str:
+def sign(key: Key | bytes, alg: str, sub: str = "bench-user", iss: str = "") -> str:
     now = int(time.time())
     claims = {"sub": sub, "iat": now, "exp": now + 3600, "name": "Bench User"}
+    if iss:
+        claims["iss"] = iss
     header: dict[str, Any] = {"alg": alg}
     if not isinstance(key, bytes):
         header["kid"] = key.kid
@@ -154,14 +163,105 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--repeat", type=int, default=7, help="timed loops per row [7]")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per loop at least [0.2]")
+    p.add_argument("--wsgi-rows", action="store_true", help=argparse.SUPPRESS)  # the child
     args = p.parse_args(argv)
     if args.repeat < 1 or not 0.01 <= args.min_time <= 2:
         p.error("--repeat must be >= 1 and --min-time within 0.01..2")
     return args
 
 
+def wsgi_rows(args: argparse.Namespace) -> list[tuple[str, Timing]]:
+    """The child's rows: a repeated RS256 JWT straight into the WSGI app, three ways."""
+    keys = make_keys()
+    iss = "https://bench.example.com/"
+    token = sign(keys["RS256"], "RS256", iss=iss)
+    jwks = f"cfg:auth.jwt.jwk_set_value={jwks_value({'RS256': keys['RS256']})}"
+    others = jwks_value({"ES256": keys["ES256"], "EdDSA": keys["EdDSA"]})
+    three = [f"cfg:auth.jwt.issuer={iss}"]
+    for n in (1, 2):
+        three += [
+            f"cfg:auth.jwt.extra{n}.header_name={HEADER}",
+            f"cfg:auth.jwt.extra{n}.jwk_set_value={others}",
+            f"cfg:auth.jwt.extra{n}.issuer=https://extra{n}.example.com/",
+            f"cfg:auth.jwt.extra{n}.username_claim=sub",
+        ]
+    variants = (
+        ("one issuer", [jwks]),
+        ("three issuers", [jwks, *three]),
+        ("[metrics] off", [jwks, "cfg:metrics.enabled=false"]),
+    )
+    with tempfile.TemporaryDirectory(prefix="verify_bench_wsgi_") as tmp:
+        calls = []
+        for label, extra in variants:
+            app = create_app(
+                settings_for(extra, Path(tmp) / label.strip("[]").replace(" ", "_")),
+                migrate_schema=True,
+                background=False,
+            )
+            base = EnvironBuilder("/api/auth/verify", headers={HEADER: token}).get_environ()
+            answered: list[str] = []
+
+            def call(
+                app: Any = app, base: dict[str, Any] = base, answered: list[str] = answered
+            ) -> None:
+                answered.clear()
+                b"".join(app.wsgi_app(dict(base), lambda status, _h: answered.append(status)))
+
+            call()
+            assert answered and answered[0].startswith("200"), (label, answered)
+            calls.append((f"GET /api/auth/verify, WSGI call, repeated JWT, {label}", call, app))
+        timings = measure_interleaved([c for _, c, _ in calls], args.repeat, args.min_time)
+        for _, _, app in calls:
+            app.extensions["authsvc"].close()
+    return [(name, t) for (name, _, _), t in zip(calls, timings, strict=True)]
+
+
+def measure_interleaved(
+    fns: Sequence[Callable[[], object]], repeat: int, min_time: float
+) -> list[Timing]:
+    """``measure`` for several functions whose difference is the point: their loops take
+    turns (a, b, c, a, b, c, ...), so that each sees the same moments of a machine whose
+    speed drifts; at least 15 rounds."""
+    timers = [timeit.Timer(fn, setup=gc.enable) for fn in fns]
+    numbers = []
+    for timer in timers:
+        number, elapsed = 1, timer.timeit(1)
+        while elapsed < min_time / 20 and number < 1_000_000:
+            number *= 10
+            elapsed = timer.timeit(number)
+        numbers.append(max(1, math.ceil(number * min_time / max(elapsed, 1e-9))))
+        timer.timeit(numbers[-1])  # warm-up
+    per_call: list[list[float]] = [[] for _ in fns]
+    for _ in range(max(15, repeat)):
+        for n, (timer, number) in enumerate(zip(timers, numbers, strict=True)):
+            per_call[n].append(timer.timeit(number) / number * 1e6)
+    return [
+        Timing(min(us), statistics.median(us), number)
+        for us, number in zip(per_call, numbers, strict=True)
+    ]
+
+
+def wsgi_rows_in_child(args: argparse.Namespace) -> list[tuple[str, Timing]]:
+    """Run ``wsgi_rows`` in a child whose prometheus-client is in multiprocess mode
+    (it picks the mode when imported, as in each ``authsvc serve`` worker)."""
+    with tempfile.TemporaryDirectory(prefix="verify_bench_metrics_") as metrics_dir:
+        done = subprocess.run(
+            [sys.executable, __file__, "--wsgi-rows", "--repeat", str(args.repeat),
+             "--min-time", str(args.min_time)],
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
+            capture_output=True, text=True, check=False, timeout=600,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the WSGI rows failed:\n{done.stderr[-3000:]}")
+    return [(name, Timing(*t)) for name, t in json.loads(done.stdout)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wsgi_rows:
+        rows_ = [(name, [t.best_us, t.median_us, t.loops]) for name, t in wsgi_rows(args)]
+        print(json.dumps(rows_))
+        return 0
     started = time.monotonic()
     keys = make_keys()
     secret = os.urandom(32)
@@ -256,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ),
                 )
             app.extensions["authsvc"].close()
+    for name, timing in wsgi_rows_in_child(args):
+        add(name, timing)
 
     headers_ = ("operation", "best µs", "median µs", "raw best", "raw median", "ratio", "target")
     print(render_table(headers_, rows, right=frozenset({1, 2, 3, 4, 5})))

@@ -50,7 +50,7 @@ class JWTClient:
         """
         header = strip_bearer(request.headers.get(self.header_name, ""))
         from_query = ""
-        if self.issuer.settings.url_login if query is None else query:
+        if self.reads_query(query):
             from_query = strip_bearer(request.args.get(QUERY_PARAM, ""))
         if header and from_query and header.rstrip("=") != from_query.rstrip("="):
             raise InvalidToken(
@@ -58,6 +58,10 @@ class JWTClient:
                 f"one in query parameter {QUERY_PARAM}"
             )
         return header or from_query or None
+
+    def reads_query(self, query: bool | None = None) -> bool:
+        """Whether ``credential`` reads ``?auth_token=`` (``query`` forces it either way)."""
+        return self.issuer.settings.url_login if query is None else query
 
     def authenticate(self, credential: str) -> JWTResult:
         try:

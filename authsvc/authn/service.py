@@ -36,6 +36,7 @@ from authsvc.authn.steps import (
 )
 from authsvc.errors import AuthsvcError, InvalidToken, Unauthorized, UserConflict
 from authsvc.issuers import Issuers, route
+from authsvc.lru import LRUCache
 from authsvc.metrics import Metrics
 from authsvc.sessions.base import SessionRecord
 from authsvc.sessions.lifecycle import SessionLifecycle
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _WRITE_ATTEMPTS = 8
+# Routing decisions remembered per (token, issuers that found it): a repeated token
+# is not decoded again to choose its issuer. Bounded like every per-token cache.
+_ROUTES_MAX_ENTRIES = 10_000
+_ROUTES_MAX_BYTES = 16 * 1024 * 1024
 
 
 class AuthnService:
@@ -66,6 +71,9 @@ class AuthnService:
         self.metrics = metrics
         self.jwt_clients = [JWTClient(issuer) for issuer in issuers]
         self._client_of = {client.issuer.name: client for client in self.jwt_clients}
+        self._routes: LRUCache[tuple[str, ...], str] = LRUCache(
+            _ROUTES_MAX_ENTRIES, _ROUTES_MAX_BYTES
+        )
         self.session_client = SessionClient(
             sessions, reader, cookie_name, [issuer.name for issuer in issuers]
         )
@@ -161,22 +169,31 @@ class AuthnService:
         are refused; ``issuers.route`` chooses among the issuers that found the
         token, on unverified data, and only the chosen one verifies it.
         """
-        presented = [
-            (client, token)
-            for client in self.jwt_clients
-            if (token := client.credential(request, query=query))
-        ]
+        # Issuers sharing a header read it once (several issuers on one header is the
+        # common case: routing then chooses among them).
+        read: dict[tuple[str, bool], str | None] = {}
+        presented = []
+        for client in self.jwt_clients:
+            key = (client.header_name.lower(), client.reads_query(query))
+            if key not in read:
+                read[key] = client.credential(request, query=query)
+            if token := read[key]:
+                presented.append((client, token))
         if not presented:
             return None
         token = presented[0][1]
         if any(t.rstrip("=") != token.rstrip("=") for _, t in presented):
             headers = ", ".join(sorted({c.header_name for c, _ in presented}))
             raise InvalidToken(f"two different tokens in one request (in {headers})")
-        issuer = route(token, [client.issuer for client, _ in presented])
+        route_key = (token, *(client.name for client, _ in presented))
+        name = self._routes.get(route_key)
+        if name is None:  # a refusal raises here and is not remembered
+            name = route(token, [client.issuer for client, _ in presented]).name
+            self._routes.put(route_key, name, len(token) + 256)
         if chosen is not None:
-            chosen.append(issuer.name)  # for the metrics, whatever follows
-        refuse_issuer(issuer.name, allowed)
-        return self._client_of[issuer.name].authenticate(token)
+            chosen.append(name)  # for the metrics, whatever follows
+        refuse_issuer(name, allowed)
+        return self._client_of[name].authenticate(token)
 
     def resolve(self, result: JWTResult) -> UserRecord:
         """The user a verified token stands for, provisioned as a login would; no session.
