@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _WRITE_ATTEMPTS = 8
-# Routing decisions remembered per (token, issuers that found it): a repeated token
-# is not decoded again to choose its issuer. Bounded like every per-token cache.
+# Routing decisions among several issuers remembered per (token, issuers that found
+# it): a repeated token is not decoded again to choose. Bounded like every per-token cache.
 _ROUTES_MAX_ENTRIES = 10_000
 _ROUTES_MAX_BYTES = 16 * 1024 * 1024
 
@@ -185,11 +185,18 @@ class AuthnService:
         if any(t.rstrip("=") != token.rstrip("=") for _, t in presented):
             headers = ", ".join(sorted({c.header_name for c, _ in presented}))
             raise InvalidToken(f"two different tokens in one request (in {headers})")
-        route_key = (token, *(client.name for client, _ in presented))
-        name = self._routes.get(route_key)
-        if name is None:  # a refusal raises here and is not remembered
-            name = route(token, [client.issuer for client, _ in presented]).name
-            self._routes.put(route_key, name, len(token) + 256)
+        candidates = [client.issuer for client, _ in presented]
+        if len(candidates) == 1:
+            # One candidate: routing only checks its issuer list (a cheap decode); not
+            # remembered, so that a stream of new tokens adds nothing to the heap.
+            name = route(token, candidates).name
+        else:
+            route_key = (token, *(client.name for client, _ in presented))
+            remembered = self._routes.get(route_key)
+            if remembered is None:  # a refusal raises here and is not remembered
+                remembered = route(token, candidates).name
+                self._routes.put(route_key, remembered, len(token) + 256)
+            name = remembered
         if chosen is not None:
             chosen.append(name)  # for the metrics, whatever follows
         refuse_issuer(name, allowed)
