@@ -44,19 +44,19 @@ def samples(text: str, name: str) -> dict[str, float]:
     return found
 
 
+# An HS256 issuer that signs users up on first sight.
+ISSUER = {
+    "enabled": "true",
+    "header_name": HEADER,
+    "hmac_secret": SECRET,
+    "auto_sign_up": "true",
+    "username_claim": "sub",
+}
+
+
 @pytest.fixture
 def app(make_app: Callable[..., Flask]) -> Flask:
-    return make_app(
-        {
-            "auth.jwt": {
-                "enabled": "true",
-                "header_name": HEADER,
-                "hmac_secret": SECRET,
-                "auto_sign_up": "true",
-                "username_claim": "sub",
-            }
-        }
-    )
+    return make_app({"auth.jwt": ISSUER})
 
 
 def scrape(app: Flask) -> str:
@@ -92,18 +92,7 @@ def test_a_repeated_token_is_a_cache_hit(app: Flask) -> None:
 
 
 def test_metrics_off_serves_nothing_and_counts_nothing(make_app: Callable[..., Flask]) -> None:
-    app = make_app(
-        {
-            "metrics": {"enabled": "false"},
-            "auth.jwt": {
-                "enabled": "true",
-                "header_name": HEADER,
-                "hmac_secret": SECRET,
-                "auto_sign_up": "true",
-                "username_claim": "sub",
-            },
-        }
-    )
+    app = make_app({"metrics": {"enabled": "false"}, "auth.jwt": ISSUER})
     client = app.test_client()
     tok = token("off")
     for _ in range(2):
