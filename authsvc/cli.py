@@ -30,6 +30,17 @@ _OVERRIDES = (
 )
 
 
+def _claim_option(p: argparse.ArgumentParser) -> None:
+    """``--claim K=V`` (repeatable), read by ``dev_keys.parse_claim``."""
+    p.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra claim; V is parsed as JSON when it can be",
+    )
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _OVERRIDES
     parser.add_argument("--homepath", metavar="DIR", help="directory holding conf/defaults.ini")
@@ -68,13 +79,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = dev.add_parser("token", help="mint a token signed with the dev key")
     _common(p)
     p.add_argument("--sub", required=True, help="the token's subject")
-    p.add_argument(
-        "--claim",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="extra claim; V is parsed as JSON when it can be",
-    )
+    _claim_option(p)
     p.add_argument(
         "--ttl",
         default="1h",
@@ -106,13 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--subject", metavar="S", help="sub (default: the section's subject, else its issuer)"
     )
-    p.add_argument(
-        "--claim",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="extra claim; V is parsed as JSON when it can be",
-    )
+    _claim_option(p)
     p.add_argument("--ttl", metavar="D", help="lifetime, e.g. 5m (default: the section's)")
     p.set_defaults(func=_assertion_mint)
 

@@ -10,7 +10,7 @@ with a restart.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from authsvc.file_watch import FileWatch
 from authsvc.keys.base import KeyState, VerificationKey, describe_keys
@@ -45,6 +45,27 @@ class FixedKeyProvider:
                 self._keys = dict(load())
 
             self._watch = FileWatch(path, take, what or source)
+
+    @classmethod
+    def file_or_value(
+        cls,
+        read: Callable[[], Mapping[str | None, VerificationKey]],
+        section: str,
+        file_key: str,
+        path: str,
+        value_key: str,
+    ) -> Self:
+        """Keys from ``file_key`` = ``path`` (re-read when the file changes) or, when no
+        path is set, from the inline ``value_key``; ``read`` reads whichever is set."""
+        if not path:
+            return cls(read(), value_key)
+        return cls(
+            read(),
+            f"{file_key} {path}",
+            reload=read,
+            path=path,
+            what=f"[{section}] {file_key} {path}",
+        )
 
     def get_key(self, kid: str | None) -> VerificationKey | None:
         return self._keys.get(kid)

@@ -20,15 +20,12 @@ log = logging.getLogger(__name__)
 class StaticJwksProvider(FixedKeyProvider):
     @classmethod
     def from_config(cls, context: PluginContext) -> StaticJwksProvider:
-        jwt = context.jwt
-        if not jwt.jwk_set_file:
-            return cls(_read(context), "jwk_set_value")
-        return cls(
-            _read(context),
-            f"jwk_set_file {jwt.jwk_set_file}",
-            reload=lambda: _read(context),
-            path=jwt.jwk_set_file,
-            what=f"[{context.section}] jwk_set_file {jwt.jwk_set_file}",
+        return cls.file_or_value(
+            lambda: _read(context),
+            context.section,
+            "jwk_set_file",
+            context.jwt.jwk_set_file,
+            "jwk_set_value",
         )
 
 

@@ -42,15 +42,8 @@ class PemKeyProvider(FixedKeyProvider):
 
     @classmethod
     def from_config(cls, context: PluginContext) -> PemKeyProvider:
-        jwt = context.jwt
-        if not jwt.key_file:
-            return cls(_read(context), "key_value")
-        return cls(
-            _read(context),
-            f"key_file {jwt.key_file}",
-            reload=lambda: _read(context),
-            path=jwt.key_file,
-            what=f"[{context.section}] key_file {jwt.key_file}",
+        return cls.file_or_value(
+            lambda: _read(context), context.section, "key_file", context.jwt.key_file, "key_value"
         )
 
 
